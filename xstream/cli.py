@@ -65,7 +65,7 @@ def _fmt_options(opts: dict) -> str:
 
 
 @main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (for CI).")
 def inspect(model: str, as_json: bool) -> None:
     """Show MODEL's operators, shapes, key options and totals."""

@@ -100,6 +100,16 @@ class Tensor:
     def nbytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * itemsize(self.dtype)
 
+    def set_shape(self, shape) -> None:
+        """Change the static shape; a dynamic batch in shape_signature stays dynamic."""
+        self.shape = tuple(int(d) for d in shape)
+        if self.shape_signature is not None:
+            batch_dynamic = len(self.shape_signature) > 0 and self.shape_signature[0] == -1
+            sig = list(self.shape)
+            if batch_dynamic and sig:
+                sig[0] = -1
+            self.shape_signature = tuple(sig)
+
     def __repr__(self) -> str:
         return f"Tensor({self.name!r}, {self.dtype}, {list(self.shape)})"
 
@@ -253,6 +263,12 @@ class Model:
     def copy(self) -> "Model":
         """A deep copy that shares no mutable object with this model (buffer bytes are immutable)."""
         return copy.deepcopy(self)
+
+    def copy_mapped(self):
+        """A deep copy and a function mapping each object of this model to its copy."""
+        memo: dict = {}
+        new = copy.deepcopy(self, memo)
+        return new, lambda obj: memo[id(obj)]
 
     def replace_uses(self, subgraph: Subgraph, old: Tensor, new: Tensor, *,
                      skip: Operator | None = None) -> None:

@@ -43,7 +43,7 @@ DEFAULT_OPTIONS_TYPE: dict[str, str] = {
     "EXPAND_DIMS": "ExpandDimsOptions",
 }
 
-_VECTOR_TYPE = re.compile(r"number_types\.(\w+)Flags")
+_VECTOR_TYPE = re.compile(r"GetVectorAsNumpy\(flatbuffers\.number_types\.(\w+)Flags")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,9 @@ class OptionField:
 
 
 def snake(camel: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", camel).lower()
+    """"DilationWFactor" -> "dilation_w_factor"."""
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", camel)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,7 +78,7 @@ def option_fields(options_type: str) -> tuple[OptionField, ...]:
             continue
         vector_of = None
         if hasattr(cls, name + "Length"):
-            src = inspect.getsource(getattr(cls, name))
+            src = inspect.getsource(getattr(cls, name + "AsNumpy"))
             m = _VECTOR_TYPE.search(src)
             vector_of = m.group(1) if m else "Int32"
         fields.append(OptionField(snake(name), name, vector_of))

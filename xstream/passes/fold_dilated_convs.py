@@ -1,0 +1,138 @@
+"""Fold TF's atrous blocks (SPACE_TO_BATCH_ND ... conv ... BATCH_TO_SPACE_ND) into one conv with dilation.
+
+TF lowers a dilated Conv1D/Conv2D with an unknown batch into a space-to-batch block that hides the dilation in
+the batch dimension. The analysis needs the dilation in the conv options, and TFLite Micro computes these blocks
+wrongly, so the folded conv is also the form that runs right on MCUs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..analysis import map_axis
+from ..errors import StreamingRefused
+from ..ir import PADDING_VALID, Buffer, Model, Operator, Subgraph, Tensor
+from . import PassResult
+
+CHAIN_OPS = {"EXPAND_DIMS", "RESHAPE", "SQUEEZE"}
+CONVS = {"CONV_2D", "DEPTHWISE_CONV_2D"}
+
+
+def _ints(t: Tensor | None) -> list[int] | None:
+    if t is None or not t.is_constant:
+        return None
+    return [int(v) for v in np.asarray(t.data).reshape(-1)]
+
+
+def _single_consumer(sg: Subgraph, t: Tensor) -> Operator | None:
+    users = sg.consumers(t)
+    if len(users) != 1 or any(o is t for o in sg.outputs):
+        return None
+    return users[0]
+
+
+def _find_block(sg: Subgraph, s2b: Operator):
+    """The ops from `s2b` to its BATCH_TO_SPACE_ND, or None if it is not a plain atrous conv block."""
+    chain: list[Operator] = []
+    t = s2b.outputs[0]
+    while True:
+        op = _single_consumer(sg, t)
+        if op is None or op.inputs[0] is not t:
+            return None
+        if op.type == "BATCH_TO_SPACE_ND":
+            break
+        if op.type not in CHAIN_OPS | CONVS:
+            return None
+        chain.append(op)
+        t = op.outputs[0]
+    convs = [op for op in chain if op.type in CONVS]
+    if len(convs) != 1:
+        return None
+    return chain, convs[0], op
+
+
+def _fold_one(model: Model, sg: Subgraph, s2b: Operator) -> bool:
+    found = _find_block(sg, s2b)
+    if found is None:
+        return False
+    chain, conv, b2s = found
+    where = f"operator {sg.index_of(s2b)} (SPACE_TO_BATCH_ND)"
+    block = _ints(s2b.inputs[1])
+    pads = _ints(s2b.inputs[2])
+    if block is None or pads is None or _ints(b2s.inputs[1]) != block or _ints(b2s.inputs[2]) is None:
+        return False
+    crops = _ints(b2s.inputs[2])
+    x, y = s2b.inputs[0], b2s.outputs[0]
+    nblock = len(block)
+    if any(pads[2 * i] or crops[2 * i] for i in range(nblock)):
+        raise StreamingRefused(f"{where}: dilated convolution block pads the start of a spatial axis "
+                               "(SAME padding); not supported")
+    if conv.options.get("padding") != PADDING_VALID:
+        raise StreamingRefused(f"{where}: the convolution inside the dilated block is not VALID")
+    batch_div = int(np.prod(block))
+
+    # Follow each blocked spatial axis (1..nblock of x) through the chain to the conv's input.
+    axes = list(range(1, nblock + 1))
+    cur = s2b.outputs[0]
+    new_shapes: dict[int, list[int]] = {}
+    shape = [cur.shape[0] // batch_div] + [x.shape[a] for a in axes] + list(cur.shape[nblock + 1:])
+    new_shapes[id(cur)] = shape
+    for op in chain:
+        out = op.outputs[0]
+        if op is conv:
+            hw = {1: "h", 2: "w"}
+            if any(a not in hw for a in axes):
+                return False
+            kernel = conv.inputs[1].shape
+            for a, d in zip(axes, block):
+                conv.options[f"dilation_{hw[a]}_factor"] = d
+            shape = list(new_shapes[id(cur)])
+            for a, d in zip(axes, block):
+                shape[a] = shape[a] - d * (kernel[a] - 1)
+            shape[-1] = out.shape[-1]
+        else:
+            mapped = [map_axis(list(cur.shape), a, list(out.shape)) for a in axes]
+            if any(m is None for m in mapped):
+                return False
+            shape = list(out.shape)
+            shape[0] = out.shape[0] // batch_div
+            src = new_shapes[id(cur)]
+            for a, m in zip(axes, mapped):
+                shape[m] = src[a]
+            axes = mapped
+        new_shapes[id(out)] = shape
+        cur = out
+    final = new_shapes[id(cur)]
+    if [final[a] for a in axes] != [y.shape[a] for a in range(1, nblock + 1)]:
+        raise StreamingRefused(f"{where}: folding the dilated block gives {final}, but the block's output is "
+                               f"{list(y.shape)}; not a plain atrous convolution")
+
+    # Rewire: x feeds the chain directly, the chain's last op writes y; drop the two block ops.
+    chain[0].inputs[0] = x
+    for op in chain:
+        out = op.outputs[0]
+        if op is chain[-1]:
+            op.outputs[0] = y
+        else:
+            out.set_shape(new_shapes[id(out)])
+        if op.type == "RESHAPE":
+            target = y.shape if op is chain[-1] else new_shapes[id(out)]
+            const = Tensor(f"{out.name}/folded_shape", "int32", (len(target),),
+                           buffer=Buffer(np.asarray(target, dtype=np.int32).tobytes()))
+            if len(op.inputs) > 1:
+                op.inputs[1] = const
+            op.options["new_shape"] = list(target)
+    sg.operators = [op for op in sg.operators if op is not s2b and op is not b2s]
+    return True
+
+
+def fold_dilated_convs(model: Model) -> PassResult:
+    """Return a copy of `model` with every atrous conv block folded into a dilated conv."""
+    model = model.copy()
+    changed = False
+    for sg in model.subgraphs:
+        for op in list(sg.operators):
+            if op.type == "SPACE_TO_BATCH_ND" and op in sg.operators:
+                changed |= _fold_one(model, sg, op)
+        sg.cleanup()
+    return PassResult(model, changed)

@@ -1,0 +1,58 @@
+"""The RING_BUFFER custom op as docs/RING_BUFFER.md specifies it: options encoding and a numpy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+from flatbuffers import flexbuffers
+
+from .errors import XstreamError
+from .ir import Operator, Tensor
+
+CUSTOM_CODE = "RING_BUFFER"
+FLEXBUFFERS_FORMAT = 0  # CustomOptionsFormat.FLEXBUFFERS
+
+
+def encode_options(axis: int, frames: int) -> bytes:
+    return bytes(flexbuffers.Dumps({"axis": int(axis), "frames": int(frames)}))
+
+
+def decode_options(op: Operator) -> tuple[int, int]:
+    try:
+        opts = flexbuffers.Loads(op.custom_options or b"")
+        return int(opts["axis"]), int(opts["frames"])
+    except Exception as e:  # malformed options in a user's model
+        raise XstreamError(f"{CUSTOM_CODE}: custom options are not a flexbuffer map with axis and frames ({e})") \
+            from None
+
+
+def make(x: Tensor, y: Tensor, axis: int, frames: int) -> Operator:
+    return Operator("CUSTOM", [x], [y], custom_code=CUSTOM_CODE, custom_options=encode_options(axis, frames),
+                    custom_options_format=FLEXBUFFERS_FORMAT)
+
+
+def is_ring_buffer(op: Operator) -> bool:
+    return op.type == "CUSTOM" and op.custom_code == CUSTOM_CODE
+
+
+class RingBufferReference:
+    """Numpy model of the kernel: y = last `frames` of concat(state, x); state = last (frames - n) of y."""
+
+    def __init__(self, axis: int, frames: int, n: int, frame_shape, dtype, zero_point: int = 0):
+        self.axis, self.frames, self.n = axis, frames, n
+        shape = list(frame_shape)
+        shape[axis] = max(frames - n, 0)
+        self.state = np.full(shape, zero_point, dtype=dtype)
+        self.zero_point = zero_point
+
+    def reset(self) -> None:
+        self.state[...] = self.zero_point
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[self.axis] != self.n:
+            raise ValueError(f"expected {self.n} frames on axis {self.axis}, got {x.shape[self.axis]}")
+        full = np.concatenate([self.state, x], axis=self.axis)
+        y = np.take(full, range(full.shape[self.axis] - self.frames, full.shape[self.axis]), axis=self.axis)
+        keep = self.state.shape[self.axis]
+        if keep:
+            self.state = np.take(y, range(self.frames - keep, self.frames), axis=self.axis).copy()
+        return y
