@@ -591,6 +591,8 @@ def analyze(model: Model, time_axis: int = 1, hop: int | None = None) -> StreamP
         t = a.tensors[key]
         info = a.times[key]
         n = hop // info.stride
+        if all(r.lag == 0 and r.length(n) == n for r in readers):
+            continue  # every reader takes just the new frames (e.g. 1x1 convs): nothing to keep
         frames = max(r.lag + r.length(n) for r in readers)
         states.append(State(t, info.axis, n, frames, readers, t.zero_point))
     for s in a.slides:

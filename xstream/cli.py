@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 
 import click
+import numpy as np
 
 from . import __version__
-from .errors import XstreamError
+from .errors import UsageError, XstreamError
+from .pipeline import STATE_FORMS, convert_with_plan
 from .reader import load
+from .report import conversion_report
 from .summary import summarize
+from .verify import KERNELS, RUNTIMES, verify as verify_models
+from .writer import save
 
 EXIT_INTERNAL = 3
 
@@ -78,6 +84,103 @@ def inspect(model: str, as_json: bool) -> None:
     click.echo(_table(["#", "op", "inputs", "outputs", "options"], rows))
     click.echo(f"\ninputs: {', '.join(s.inputs)}   outputs: {', '.join(s.outputs)}")
     click.echo(f"{s.op_count} ops in {s.subgraphs} subgraph(s), {s.params} params, {s.weight_bytes} weight bytes")
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+@main.command()
+@click.argument("input_path", metavar="IN", type=click.Path())
+@click.argument("output_path", metavar="OUT", type=click.Path())
+@click.option("--state", type=click.Choice(STATE_FORMS), default="ring-buffer", show_default=True,
+              help="How state is kept: RING_BUFFER custom ops, builtin resource variables, or extra model I/O.")
+@click.option("--hop", type=int, default=None, help="Input frames per step (default: the smallest exact hop, "
+                                                    "the product of the strides along time).")
+@click.option("--time-axis", type=int, default=1, show_default=True, help="Axis of the model input that is time.")
+@click.option("--force", is_flag=True, help="Allow OUT to be the same file as IN.")
+@click.option("--json", "as_json", is_flag=True, help="Print the conversion summary as JSON (for CI).")
+def convert(input_path: str, output_path: str, state: str, hop: int | None, time_axis: int, force: bool,
+            as_json: bool) -> None:
+    """Rewrite IN into a streaming model OUT that takes one hop of frames per invoke."""
+    if _same_file(input_path, output_path) and not force:
+        raise UsageError(f"{output_path}: OUT is the input file; choose another path or pass --force")
+    model = load(input_path)
+    result = convert_with_plan(model, state=state, hop=hop, time_axis=time_axis)
+    save(result.model, output_path)
+    report = conversion_report(input_path, output_path, model, result)
+    if as_json:
+        _emit_json(report)
+        return
+    click.echo(_format_conversion(report))
+
+
+def _format_conversion(r: dict) -> str:
+    lines = [f"{r['input']} -> {r['output']}"]
+    if r["contract"] == "causal":
+        lines.append(f"contract  causal: after a reset, step {r['compare_step']} (the one completing the first "
+                     "window) equals the original; later steps keep real history where it saw padding")
+    else:
+        lines.append(f"contract  window-exact: from step {r['warmup']} on, each output equals the original on "
+                     f"the window ending {r['offset']:+d} frame(s) from the newest frame fed")
+    lines.append(f"hop       {r['hop']} frame(s) per step, window {r['window']} frames, offset D={r['offset']:+d}, "
+                 f"warm-up {r['warmup']} step(s)")
+    slides = ", ".join(f"#{s['index']} {s['op']} k{s['kernel']}" + (f" s{s['stride']}" if s['stride'] > 1 else "")
+                       + (f" d{s['dilation']}" if s['dilation'] > 1 else "") for s in r["streamed_ops"])
+    lines.append(f"streamed  {len(r['streamed_ops'])} op(s): {slides}")
+    if r["heads"]:
+        lines.append(f"heads     {', '.join(r['heads'])} (read the whole window from a ring buffer)")
+    lines.append(f"state     {r['state_bytes']} bytes in {len(r['states'])} buffer(s) (minimum by STREAMING.md "
+                 f"{r['minimum_state_bytes']}), form {r['state_form']}")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("original", type=click.Path())
+@click.argument("streaming", type=click.Path())
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="litert", show_default=True,
+              help="Interpreter to run both models in (tflm: the tflite-micro Python interpreter).")
+@click.option("--kernels", type=click.Choice(KERNELS), default="builtin", show_default=True,
+              help="LiteRT kernels: builtin (optimised, no XNNPACK) or reference.")
+@click.option("--steps", type=int, default=None, help="Steps per sequence (default: warm-up plus two windows).")
+@click.option("--sequences", type=int, default=3, show_default=True, help="Random sequences, state reset between.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random frames.")
+@click.option("--input", "input_npy", type=click.Path(), default=None,
+              help="A .npy of frames (the model input with any length on the time axis) instead of random ones.")
+@click.option("--time-axis", type=int, default=1, show_default=True, help="Axis of the model input that is time.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for CI).")
+def verify(original: str, streaming: str, runtime: str, kernels: str, steps: int | None, sequences: int, seed: int,
+           input_npy: str | None, time_axis: int, as_json: bool) -> None:
+    """Check STREAMING against ORIGINAL frame by frame; exit 0 if equal, 1 if not."""
+    frames = None
+    if input_npy is not None:
+        try:
+            frames = np.load(input_npy, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{input_npy}: cannot read frames: {e}") from None
+    if steps is not None and steps < 1 or sequences < 1:
+        raise UsageError("--steps and --sequences must be at least 1")
+    r = verify_models(load(original), load(streaming), time_axis=time_axis, steps=steps, sequences=sequences,
+                      seed=seed, frames=frames, runtime=runtime, kernels=kernels)
+    if as_json:
+        _emit_json(r.to_dict())
+    else:
+        verdict = "EQUAL" if r.equal else "DIFFERENT"
+        exact = "bit-exact" if r.bit_exact else f"max abs error {r.max_abs_error:.3g} (rel {r.max_rel_error:.3g})"
+        click.echo(f"{verdict}: {r.steps_compared} step(s) compared over {r.sequences} sequence(s), {exact}")
+        click.echo(f"contract {r.contract}, hop {r.hop}, offset D={r.offset:+d}, warm-up {r.warmup}, "
+                   f"form {r.form}, runtime {r.runtime}")
+        if r.first_mismatch:
+            m = r.first_mismatch
+            click.echo(f"first mismatch: sequence {m['sequence']}, step {m['step']}, output {m['output']}, "
+                       f"abs error {m['abs_error']:.3g}")
+        for note in r.notes:
+            click.echo(f"note: {note}")
+    if not r.equal:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -69,13 +69,13 @@ def _fold_one(model: Model, sg: Subgraph, s2b: Operator) -> bool:
                                "(SAME padding); not supported")
     if conv.options.get("padding") != PADDING_VALID:
         raise StreamingRefused(f"{where}: the convolution inside the dilated block is not VALID")
-    batch_div = int(np.prod(block))
 
     # Follow each blocked spatial axis (1..nblock of x) through the chain to the conv's input.
     axes = list(range(1, nblock + 1))
     cur = s2b.outputs[0]
     new_shapes: dict[int, list[int]] = {}
-    shape = [cur.shape[0] // batch_div] + [x.shape[a] for a in axes] + list(cur.shape[nblock + 1:])
+    # The batch inside the block is batch * prod(block), though a dynamic-batch model writes 1 there.
+    shape = [x.shape[0]] + [x.shape[a] for a in axes] + list(cur.shape[nblock + 1:])
     new_shapes[id(cur)] = shape
     for op in chain:
         out = op.outputs[0]
@@ -95,7 +95,7 @@ def _fold_one(model: Model, sg: Subgraph, s2b: Operator) -> bool:
             if any(m is None for m in mapped):
                 return False
             shape = list(out.shape)
-            shape[0] = out.shape[0] // batch_div
+            shape[0] = x.shape[0]
             src = new_shapes[id(cur)]
             for a, m in zip(axes, mapped):
                 shape[m] = src[a]

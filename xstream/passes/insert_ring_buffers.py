@@ -58,18 +58,13 @@ def insert_ring_buffers(model: Model, plan: StreamPlan) -> PassResult:
         _remove_time_padding(new, sg, copy_of(pad), plan.times[id(pad.inputs[0])].axis)
     for op, axis in plan.crops:
         _uncrop_time(copy_of(op), axis, plan.frames(op.inputs[0]))
-    for op in plan.time_reshapes:
-        _fix_reshape(copy_of(op))
-    for op in plan.heads:
+    for op in plan.time_reshapes + plan.heads:
         if op.type == "RESHAPE":
             _fix_reshape(copy_of(op))
 
     for state in plan.states:
         x = copy_of(state.tensor)
         n, frames = state.frames_in, state.frames
-        windows = {(r.lag, r.length(n)) for r in state.readers}
-        if windows == {(0, n)}:
-            continue  # no reader needs history (e.g. 1x1 convs)
         buffered = ops.like(x, f"{x.name}/ring_buffer", ops.with_axis(x.shape, state.axis, frames))
         new_ops = [ring_buffer.make(x, buffered, state.axis, frames)]
         views: dict[tuple[int, int], Tensor] = {(0, frames): buffered}

@@ -1,0 +1,235 @@
+"""Prove a streaming model equal to its original, step by step in a real interpreter, per STREAMING.md."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .analysis import CAUSAL, StreamPlan, analyze
+from .errors import UsageError, XstreamError
+from .ir import Model
+from .passes.fold_dilated_convs import fold_dilated_convs
+from .passes.lower_ring_buffers import VARIABLE, lower_ring_buffers
+from .ring_buffer import is_ring_buffer
+from .writer import serialize
+
+FLOAT_RTOL = 1e-5
+RUNTIMES = ("litert", "tflm")
+KERNELS = ("builtin", "reference")
+
+
+@dataclass
+class VerifyResult:
+    contract: str
+    hop: int
+    offset: int
+    warmup: int
+    form: str
+    runtime: str
+    sequences: int
+    steps: int
+    steps_compared: int
+    max_abs_error: float
+    max_rel_error: float
+    bit_exact: bool
+    equal: bool
+    integer: bool
+    first_mismatch: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _LiteRT:
+    """Builtin LiteRT kernels without the XNNPACK delegate: it picks different algorithms per shape, so two
+    graph forms of the same maths are not comparable bit for bit under it."""
+
+    def __init__(self, data: bytes, kernels: str):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        self._make = lambda: Interpreter(
+            model_content=data,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_REF if kernels == "reference"
+            else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        self.reset()
+        self.inputs = self.it.get_input_details()
+        self.outputs = self.it.get_output_details()
+
+    def reset(self) -> None:
+        # reset_all_variables() does not reset resource variables; a fresh interpreter does.
+        self.it = self._make()
+        self.it.allocate_tensors()
+
+    def __call__(self, values: list[np.ndarray]) -> list[np.ndarray]:
+        for d, v in zip(self.inputs, values):
+            self.it.set_tensor(d["index"], v)
+        self.it.invoke()
+        return [self.it.get_tensor(d["index"]).copy() for d in self.outputs]
+
+
+class _TFLM:
+    """The TFLite Micro Python interpreter (`tflite-micro` on PyPI); its reset() resets variables."""
+
+    def __init__(self, data: bytes, kernels: str):
+        try:
+            from tflite_micro.python.tflite_micro import runtime
+        except ImportError:
+            raise UsageError("--runtime tflm needs the tflite-micro package (pip install tflite-micro)") from None
+        self.it = runtime.Interpreter.from_bytes(data)
+        self.inputs = self._details(self.it.get_input_details)
+        self.outputs = self._details(self.it.get_output_details)
+
+    @staticmethod
+    def _details(get) -> list[dict]:
+        """Its details, in LiteRT's layout (shape, dtype, quantization=(scale, zero_point))."""
+        out = []
+        while True:
+            try:
+                d = get(len(out))
+            except Exception:
+                return out
+            q = d.get("quantization_parameters") or {}
+            zps = list(q.get("zero_points", [])) or [0]
+            scales = list(q.get("scales", [])) or [0.0]
+            out.append({"shape": d["shape"], "dtype": d["dtype"], "quantization": (scales[0], zps[0])})
+
+    def reset(self) -> None:
+        self.it.reset()
+
+    def __call__(self, values: list[np.ndarray]) -> list[np.ndarray]:
+        for i, v in enumerate(values):
+            self.it.set_input(v, i)
+        self.it.invoke()
+        return [np.array(self.it.get_output(i)) for i in range(len(self.outputs))]
+
+
+def _runner(data: bytes, runtime: str, kernels: str):
+    if runtime not in RUNTIMES:
+        raise UsageError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    if kernels not in KERNELS:
+        raise UsageError(f"unknown kernels {kernels!r}; use one of {', '.join(KERNELS)}")
+    try:
+        return (_LiteRT if runtime == "litert" else _TFLM)(data, kernels)
+    except XstreamError:
+        raise
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise XstreamError(f"{runtime} cannot load the model: {first}") from None
+
+
+def _detect_form(model: Model) -> str:
+    if any(is_ring_buffer(op) for op in model.main.operators):
+        return "ring-buffer"
+    if any(op.type == "VAR_HANDLE" for _, op in model.operators()):
+        return "variable"
+    if len(model.main.inputs) > 1:
+        return "external"
+    return "none"
+
+
+def _random_frames(shape, dtype, rng: np.random.Generator) -> np.ndarray:
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max + 1, shape, dtype=np.int64).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _compare(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    mx = float(diff.max()) if diff.size else 0.0
+    scale = float(np.abs(a.astype(np.float64)).max()) if a.size else 0.0
+    return mx, (mx / scale if scale > 0 else mx)
+
+
+def verify(original: Model, streaming: Model, *, time_axis: int = 1, steps: int | None = None,
+           sequences: int = 3, seed: int = 0, frames: np.ndarray | None = None, runtime: str = "litert",
+           kernels: str = "builtin") -> VerifyResult:
+    """Run both models on the same frames and compare every step the contract covers."""
+    form = _detect_form(streaming)
+    if form == "none":
+        raise UsageError("the second model carries no state (no RING_BUFFER, variables or state inputs); "
+                         "is it the output of `xstream convert`?")
+    s_in = streaming.main.inputs[0]
+    o_in = original.main.inputs[0]
+    if not 0 < time_axis < len(o_in.shape) or len(s_in.shape) != len(o_in.shape):
+        raise UsageError(f"--time-axis {time_axis} does not fit inputs {list(o_in.shape)} and {list(s_in.shape)}")
+    hop = s_in.shape[time_axis]
+    plan: StreamPlan = analyze(fold_dilated_convs(original).model, time_axis=time_axis, hop=hop)
+    notes = []
+    if form == "ring-buffer":
+        streaming = lower_ring_buffers(streaming, VARIABLE).model
+        notes.append("RING_BUFFER ops lowered to resource variables to run without the custom kernel")
+    orig = _runner(serialize(original), runtime, kernels)
+    strm = _runner(serialize(streaming), runtime, kernels)
+
+    # External state: each extra input S is fed the output named S_next of the previous step.
+    ext_inputs = streaming.main.inputs[1:]
+    out_names = [t.name for t in streaming.main.outputs]
+    feedback = [out_names.index(t.name + "_next") if t.name + "_next" in out_names else None for t in ext_inputs]
+    if any(f is None for f in feedback):
+        raise UsageError("an extra input of the streaming model has no matching <name>_next output")
+    n_outputs = len(original.main.outputs)
+
+    T, H, D = plan.window, plan.hop, plan.offset
+    causal = plan.contract == CAUSAL
+    if steps is None:
+        steps = (plan.compare_step + 1) if causal else plan.warmup + max(8, 2 * -(-T // H))
+    if frames is not None:
+        frames = np.asarray(frames)
+        if frames.ndim == len(o_in.shape) - 1:
+            frames = frames[None]
+        if frames.shape[:time_axis] + frames.shape[time_axis + 1:] != \
+                tuple(o_in.shape[:time_axis]) + tuple(o_in.shape[time_axis + 1:]):
+            raise UsageError(f"--input frames of shape {list(frames.shape)} do not fit the model input "
+                             f"{list(o_in.shape)} (any length on axis {time_axis})")
+        sequences = 1
+        steps = min(steps, (frames.shape[time_axis] - max(D, 0)) // H)
+    rng = np.random.default_rng(seed)
+    in_dtype = np.dtype(orig.inputs[0]["dtype"])
+    integer = np.issubdtype(np.dtype(orig.outputs[0]["dtype"]), np.integer)
+
+    max_abs = max_rel = 0.0
+    compared = 0
+    first_bad = None
+    for seq in range(sequences):
+        total = steps * H + max(D, 0)
+        shape = list(o_in.shape)
+        shape[time_axis] = total
+        xs = frames.astype(in_dtype) if frames is not None else _random_frames(shape, in_dtype, rng)
+        strm.reset()
+        state = [np.full(d["shape"], d["quantization"][1] if np.issubdtype(np.dtype(d["dtype"]), np.integer)
+                         else 0, dtype=d["dtype"]) for d in strm.inputs[1:]]
+        for k in range(steps):
+            x = np.take(xs, range(k * H, (k + 1) * H), axis=time_axis).astype(in_dtype)
+            outs = strm([x] + state)
+            state = [outs[f] for f in feedback]
+            last = (k + 1) * H - 1 + D
+            covered = k == plan.compare_step if causal else k >= plan.warmup
+            if not covered or last - T + 1 < 0:
+                continue
+            window = np.take(xs, range(last - T + 1, last + 1), axis=time_axis)
+            expect = orig([window.astype(in_dtype)])
+            for j in range(n_outputs):
+                got = outs[j]
+                want = expect[j]
+                t_out = original.main.outputs[j]
+                info = plan.times.get(id(t_out))
+                if info is not None:  # a per-frame output: the newest frames of the original's window
+                    n = H // info.stride
+                    want = np.take(want, range(want.shape[info.axis] - n, want.shape[info.axis]), axis=info.axis)
+                if got.shape != want.shape:
+                    raise XstreamError(f"output {j} has shape {list(got.shape)} in the streaming model but "
+                                       f"{list(want.shape)} in the original")
+                a, r = _compare(want, got)
+                max_abs, max_rel = max(max_abs, a), max(max_rel, r)
+                bad = a > 0 if integer else r > FLOAT_RTOL
+                if bad and first_bad is None:
+                    first_bad = {"sequence": seq, "step": k, "output": j, "abs_error": a}
+            compared += 1
+    bit_exact = max_abs == 0.0
+    equal = first_bad is None and compared > 0
+    if compared == 0:
+        notes.append("no step was compared: feed more frames (--steps or a longer --input)")
+    return VerifyResult(plan.contract, H, D, plan.warmup, form, runtime, sequences, steps, compared, max_abs,
+                        max_rel, bit_exact, equal, integer, first_bad, notes)
