@@ -43,7 +43,7 @@ class TimeInfo:
     stride: int  # S: input frames per frame of this tensor
     first_end: int  # input frame (window coordinates) where frame 0's receptive field ends
     pad_left: int = 0  # frames of causal padding at the front, still to be absorbed by a sliding op
-    padded_from: "TimeInfo | None" = None  # the tensor's info before that padding
+    raw_input: bool = False  # the model input's frames, only reshaped (zeros here are the input's zeros)
 
     def unused(self, window: int) -> int:
         """Input frames after the last frame's receptive field (the D this tensor would give)."""
@@ -120,7 +120,7 @@ class StreamPlan:
     causal_pads: list[Operator]
     crops: list[tuple[Operator, int]]  # (op, time axis of its input)
     time_reshapes: list[Operator]
-    notes: list[str] = field(default_factory=list)
+    input_delay: int = 0  # frames the input is delayed (causal models whose first window is off the hop grid)
 
     def frames(self, t: Tensor) -> int:
         """Frames per step of a time tensor in the streaming model."""
@@ -226,7 +226,7 @@ class _Analyzer:
             raise StreamingRefused(f"input {x.name!r} has {x.shape[self.time_axis]} frame(s) on axis "
                                    f"{self.time_axis}; nothing to stream (is --time-axis right?)")
         self.window = x.shape[self.time_axis]
-        self.set_time(x, TimeInfo(self.time_axis, self.window, 1, 0))
+        self.set_time(x, TimeInfo(self.time_axis, self.window, 1, 0, raw_input=True))
         for op in sg.operators:
             self.visit(op)
         for t in sg.outputs:
@@ -400,7 +400,8 @@ class _Analyzer:
             # Time merged with other axes: a flatten, read whole by the head behind it.
             return self.head(op, x)
         self.time_reshapes.append(op)
-        self.set_time(out, TimeInfo(axis, info.length, info.stride, info.first_end, info.pad_left, info.padded_from))
+        self.set_time(out, TimeInfo(axis, info.length, info.stride, info.first_end, info.pad_left,
+                                    raw_input=info.raw_input))
 
     def op_transpose(self, op, time_in) -> None:
         x = op.inputs[0]
@@ -409,7 +410,7 @@ class _Analyzer:
         if perm is None:
             raise self.refuse(op, "permutation computed at run time")
         self.set_time(op.outputs[0], TimeInfo(perm.index(info.axis), info.length, info.stride, info.first_end,
-                                              info.pad_left, info.padded_from))
+                                              info.pad_left, raw_input=info.raw_input))
 
     def _pad_rows(self, op) -> list[list[int]]:
         pads = _const_ints(op.inputs[1])
@@ -439,7 +440,7 @@ class _Analyzer:
                 raise self.refuse(op, "requantizes while padding time; not supported")
             self.causal_pads.append(op)
         self.set_time(out, TimeInfo(info.axis, info.length + left, info.stride, info.first_end - left * info.stride,
-                                    info.pad_left + left, info if left else info.padded_from))
+                                    info.pad_left + left))
 
     op_padv2 = op_pad
     op_mirror_pad = op_pad
@@ -586,6 +587,34 @@ def analyze(model: Model, time_axis: int = 1, hop: int | None = None) -> StreamP
                                f"{sorted(offsets)}); outputs would need different delays")
     D = offsets.pop()
 
+    contract = CAUSAL if a.causal_pads else WINDOW_EXACT
+    compare_step = None
+    input_delay = 0
+    if contract == CAUSAL:
+        # The first window (frames 0..T-1) must end on a step boundary. If it does not, delay the input so it
+        # does: the delay's zeros then stand for padding, which holds where the padded tensor is the input.
+        input_delay = -(T - D) % hop
+        for op in a.causal_pads:
+            before = a.times[id(op.inputs[0])]
+            if not before.raw_input and before.first_end != before.stride - 1 - input_delay:
+                raise _refuse(a.sg, op, "causal padding after a strided or valid op: at hop "
+                                        f"{hop} the stream computes frames where the original pads, so no state "
+                                        "can stand for the padding (pad causally from the input on, or use valid)")
+        D -= input_delay
+        compare_step = (T - D) // hop - 1
+        warmup = compare_step
+        if input_delay:
+            x = a.sg.inputs[0]
+            for r in a.readers.get(id(x), []):
+                r.lag += input_delay
+            read_already = {(id(r.op), r.slot) for r in a.readers.get(id(x), [])}
+            for op in a.sg.consumers(x):
+                for slot, t in enumerate(op.inputs):
+                    if t is x and (id(op), slot) not in read_already:
+                        a.read(x, Reader(op, slot, 0, lag=input_delay))
+    else:
+        warmup = max(0, -(-(T - D) // hop) - 1)
+
     states = []
     for key, readers in a.readers.items():
         t = a.tensors[key]
@@ -599,22 +628,6 @@ def analyze(model: Model, time_axis: int = 1, hop: int | None = None) -> StreamP
         info = a.times[id(s.op.inputs[0])]
         s.frames_in = hop // info.stride
         s.frames_out = s.frames_in // s.stride
-
-    contract = CAUSAL if a.causal_pads else WINDOW_EXACT
-    compare_step = None
-    if contract == CAUSAL:
-        if (T - D) % hop:
-            raise StreamingRefused(f"causal padding with hop {hop}: the first window (frames 0..{T - 1}) ends "
-                                   f"{D} frame(s) after a step boundary; no step completes it exactly")
-        for op in a.causal_pads:
-            before = a.times[id(op.inputs[0])]
-            if before.first_end != before.stride - 1:
-                raise _refuse(a.sg, op, "causal padding after a strided or valid op: the padded frames do not "
-                                        "start where streaming starts, so the state cannot stand for them")
-        compare_step = (T - D) // hop - 1
-        warmup = compare_step
-    else:
-        warmup = max(0, -(-(T - D) // hop) - 1)
     plan = StreamPlan(time_axis, T, hop, contract, D, warmup, compare_step, a.times, a.tensors, states, a.slides,
-                      a.heads, a.causal_pads, a.crops, a.time_reshapes)
+                      a.heads, a.causal_pads, a.crops, a.time_reshapes, input_delay=input_delay)
     return plan

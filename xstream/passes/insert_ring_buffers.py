@@ -54,8 +54,6 @@ def insert_ring_buffers(model: Model, plan: StreamPlan) -> PassResult:
     for key, info in plan.times.items():
         t = copy_of(plan.tensors[key])
         t.set_shape(ops.with_axis(t.shape, info.axis, plan.hop // info.stride))
-    for pad in plan.causal_pads:
-        _remove_time_padding(new, sg, copy_of(pad), plan.times[id(pad.inputs[0])].axis)
     for op, axis in plan.crops:
         _uncrop_time(copy_of(op), axis, plan.frames(op.inputs[0]))
     for op in plan.time_reshapes + plan.heads:
@@ -81,6 +79,9 @@ def insert_ring_buffers(model: Model, plan: StreamPlan) -> PassResult:
         first_reader = min(sg.index_of(copy_of(r.op)) for r in state.readers)
         sg.operators[first_reader:first_reader] = new_ops
 
+    # After the state: a PAD that fed a sliding op directly now feeds its ring buffer, which absorbs it.
+    for pad in plan.causal_pads:
+        _remove_time_padding(new, sg, copy_of(pad), plan.times[id(pad.inputs[0])].axis)
     for t in sg.tensors():
         t.shape_signature = None  # a streaming model runs one stream: batch 1, fixed shapes
     sg.cleanup()
