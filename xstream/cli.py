@@ -15,7 +15,7 @@ from .errors import UsageError, XstreamError
 from .pipeline import STATE_FORMS, convert_with_plan
 from .reader import load
 from .report import conversion_report
-from .summary import summarize
+from .summary import stream_summary, summarize
 from .verify import KERNELS, RUNTIMES, verify as verify_models
 from .writer import save
 
@@ -73,17 +73,105 @@ def _fmt_options(opts: dict) -> str:
 @main.command()
 @click.argument("model", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (for CI).")
-def inspect(model: str, as_json: bool) -> None:
-    """Show MODEL's operators, shapes, key options and totals."""
-    s = summarize(load(model))
+@click.option("--stream", is_flag=True, help="Also show what `convert` would give (nothing is written): per op "
+                                             "frames, state and MACs per step; RAM and MACs before and after.")
+@click.option("--state", type=click.Choice(STATE_FORMS), default="ring-buffer", show_default=True,
+              help="With --stream: the state form to measure.")
+@click.option("--hop", type=int, default=None, help="With --stream: input frames per step (default: the smallest).")
+@click.option("--time-axis", type=int, default=1, show_default=True,
+              help="With --stream: axis of the model input that is time.")
+def inspect(model: str, as_json: bool, stream: bool, state: str, hop: int | None, time_axis: int) -> None:
+    """Show MODEL's operators, shapes, key options, totals, activation RAM and MACs."""
+    ctx = click.get_current_context()
+    given = [f"--{n.replace('_', '-')}" for n in ("state", "hop", "time_axis")
+             if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT]
+    if given and not stream:
+        raise UsageError(f"{', '.join(given)}: only meaningful with --stream")
+    m = load(model)
+    s = summarize(m)
+    report = stream_summary(m, state=state, hop=hop, time_axis=time_axis) if stream else None
     if as_json:
-        _emit_json(s.to_dict())
+        d = s.to_dict()
+        if report is not None:
+            d["stream"] = report
+        _emit_json(d)
         return
-    rows = [[str(r.index), r.type, ", ".join(r.inputs), ", ".join(r.outputs), _fmt_options(r.options)]
-            for r in s.operators]
-    click.echo(_table(["#", "op", "inputs", "outputs", "options"], rows))
+    rows = [[str(r.index), r.type, ", ".join(r.inputs), ", ".join(r.outputs), _fmt_options(r.options),
+             _fmt_cost(r.macs, r.other_ops)] for r in s.operators]
+    click.echo(_table(["#", "op", "inputs", "outputs", "options", "MACs"], rows))
     click.echo(f"\ninputs: {', '.join(s.inputs)}   outputs: {', '.join(s.outputs)}")
     click.echo(f"{s.op_count} ops in {s.subgraphs} subgraph(s), {s.params} params, {s.weight_bytes} weight bytes")
+    click.echo(_format_cost(s.cost))
+    if report is not None:
+        click.echo("\n" + _format_stream(report))
+
+
+def _fmt_count(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def _fmt_cost(macs: int | None, other: int | None) -> str:
+    return _fmt_count(macs) + (f" +{other:,} other" if other else "")
+
+
+def _fmt_ratio(r: float | None) -> str:
+    return "-" if r is None else f"{r:.2f}"
+
+
+def _format_cost(c: dict) -> str:
+    lines = [f"arena     {c['arena_bytes']:,} bytes of activations (TFLite Micro greedy plan, 16-byte aligned; "
+             f"at least {c['arena_lower_bound_bytes']:,} live at once)",
+             f"compute   {c['macs']:,} MACs per invoke, {c['other_ops']:,} other ops (pool and reduction reads, "
+             "element-wise)"]
+    if c["states"]:
+        where = "inside the arena (model I/O)" if c["state_in_arena"] == c["state_bytes"] else "outside the arena"
+        lines.append(f"state     {c['state_bytes']:,} bytes in {len(c['states'])} {c['state_form']} buffer(s), "
+                     f"{where}; RAM (arena + state) {c['ram_bytes']:,} bytes")
+    return "\n".join(lines)
+
+
+def _format_stream(r: dict) -> str:
+    lines = [f"streaming (nothing written): hop {r['hop']} of {r['window']} frames, form {r['form']}, contract "
+             f"{r['contract']}, offset D={r['offset']:+d}, warm-up {r['warmup']} step(s)"]
+
+    def frames(a, b):
+        return "-" if a is None and b is None else f"{'-' if a is None else a}->{'-' if b is None else b}"
+
+    rows = []
+    for o in r["operators"]:
+        shared = f" (shared with #{', #'.join(map(str, o['state_shared_with']))})" if o["state_shared_with"] else ""
+        rows.append([str(o["index"]), o["op"] + (" (head)" if o["head"] else ""),
+                     "-" if o["time_axis"] is None else str(o["time_axis"]),
+                     frames(o["frames_in"], o["frames_out"]), frames(o["step_in"], o["step_out"]),
+                     f"{o['state_frames']}{shared}", _fmt_count(o["state_bytes"]), _fmt_cost(o["macs"], o["other"]),
+                     _fmt_cost(o["step_macs"], o["step_other"]), _fmt_cost(o["min_macs"], o["min_other"])])
+    lines.append(_table(["#", "op", "time", "frames in->out", "per step", "state frames", "state bytes",
+                         "MACs", "MACs/step", "minimum/step"], rows))
+    if r["added_ops"]:
+        lines.append("added by conversion: " + ", ".join(f"{n} {k}" for k, n in sorted(r["added_ops"].items())))
+    b, a, low, q = r["before"], r["after"], r["minimum"], r["after_over_minimum"]
+    totals = [
+        ["arena bytes", _fmt_count(b["arena_bytes"]), _fmt_count(a["arena_bytes"]),
+         _fmt_count(low["arena_bytes"]), _fmt_ratio(q["arena_bytes"])],
+        ["state bytes", _fmt_count(b["state_bytes"]), _fmt_count(a["state_bytes"]),
+         _fmt_count(low["state_bytes"]), _fmt_ratio(q["state_bytes"])],
+        ["RAM bytes (arena + state)", _fmt_count(b["ram_bytes"]), _fmt_count(a["ram_bytes"]), "", ""],
+        ["weight bytes", _fmt_count(b["weight_bytes"]), _fmt_count(a["weight_bytes"]),
+         _fmt_count(low["weight_bytes"]), _fmt_ratio(q["weight_bytes"])],
+        ["MACs per step", _fmt_count(b["macs"]), _fmt_count(a["macs"]), _fmt_count(low["macs"]),
+         _fmt_ratio(q["macs"])],
+        ["other ops per step", _fmt_count(b["other_ops"]), _fmt_count(a["other_ops"]),
+         _fmt_count(low["other_ops"]), _fmt_ratio(q["other_ops"])],
+    ]
+    lines.append("")
+    lines.append(_table(["", "original", "streaming", "minimum", "streaming/minimum"], totals))
+    g = r["before_over_after"]
+    lines.append(f"original/streaming: RAM {_fmt_ratio(g['ram_bytes'])}x, MACs per step {_fmt_ratio(g['macs'])}x "
+                 "(the original recomputes its whole window every hop)")
+    lines.append("minimum: state by STREAMING.md's rule; MACs with every output frame computed once (ops from the "
+                 "head on run once per step); arena: most bytes live at once in the streaming graph; weights: the "
+                 "original's")
+    return "\n".join(lines)
 
 
 def _same_file(a: str, b: str) -> bool:

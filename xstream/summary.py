@@ -1,4 +1,5 @@
-"""A static description of a model for `xstream inspect`: operators, shapes, key options and totals."""
+"""A static description of a model for `xstream inspect`: operators, shapes, key options, totals and, on request,
+what streaming it would give (per op and before/after, against the theoretical minimum; see measure.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .analysis import analyze
 from .ir import PADDING_SAME, PADDING_VALID, Model, Operator, Tensor
+from .measure import measure, minimum_step_cost, op_cost, ratio, stream_rows, weight_bytes
+from .passes.fold_dilated_convs import fold_dilated_convs
+from .pipeline import RING_BUFFER, convert_with_plan
 
 _PADDING = {PADDING_SAME: "SAME", PADDING_VALID: "VALID"}
 
@@ -18,6 +23,8 @@ class OpRow:
     inputs: list[str]
     outputs: list[str]
     options: dict = field(default_factory=dict)
+    macs: int = 0  # per invoke (measure.op_cost)
+    other_ops: int = 0
 
 
 @dataclass
@@ -29,6 +36,7 @@ class ModelSummary:
     params: int
     weight_bytes: int
     subgraphs: int
+    cost: dict = field(default_factory=dict)  # measure.ModelMeasure.to_dict(): arena, state, weights, MACs
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,16 +73,50 @@ def key_options(op: Operator) -> dict:
 
 def summarize(model: Model) -> ModelSummary:
     sg = model.main
-    rows = [OpRow(i, op.kind, [describe_tensor(t) for t in op.inputs], [describe_tensor(t) for t in op.outputs],
-                  key_options(op)) for i, op in enumerate(sg.operators)]
-    params = 0
-    weight_bytes = 0
-    seen: set[int] = set()
-    for s in model.subgraphs:
-        for t in s.tensors():
-            if t.is_constant and id(t.buffer) not in seen:
-                seen.add(id(t.buffer))
-                params += int(np.prod(t.shape, dtype=np.int64))
-                weight_bytes += len(t.buffer.data)
+    rows = []
+    for i, op in enumerate(sg.operators):
+        c = op_cost(op)
+        rows.append(OpRow(i, op.kind, [describe_tensor(t) for t in op.inputs],
+                          [describe_tensor(t) for t in op.outputs], key_options(op), c.macs, c.other))
+    params, nbytes = weight_bytes(model)
     return ModelSummary(rows, [describe_tensor(t) for t in sg.inputs], [describe_tensor(t) for t in sg.outputs],
-                        sum(len(s.operators) for s in model.subgraphs), params, weight_bytes, len(model.subgraphs))
+                        sum(len(s.operators) for s in model.subgraphs), params, nbytes, len(model.subgraphs),
+                        measure(model).to_dict())
+
+
+def stream_summary(model: Model, state: str = RING_BUFFER, hop: int | None = None, time_axis: int = 1) -> dict:
+    """What `xstream convert` would give for `model`, without writing it: per op and totals before/after."""
+    folded = fold_dilated_convs(model).model
+    plan = analyze(folded, time_axis=time_axis, hop=hop)
+    result = convert_with_plan(model, state=state, hop=plan.hop, time_axis=time_axis)
+    before, after = measure(model), measure(result.model)
+    low = minimum_step_cost(folded, plan)
+    names = {op.outputs[0].name for op in folded.main.operators if op.outputs}
+    added: dict[str, int] = {}  # ops the conversion added (state handling), by kind
+    for op in result.model.main.operators:
+        if not (op.outputs and op.outputs[0].name in names):
+            added[op.kind] = added.get(op.kind, 0) + 1
+    minimum = {"arena_bytes": after.arena.live_peak, "state_bytes": plan.minimum_state_bytes,
+               "weight_bytes": before.weight_bytes, "macs": low.macs, "other_ops": low.other}
+    b, a = before.to_dict(), after.to_dict()
+    return {
+        "form": state,
+        "written": False,
+        "contract": plan.contract,
+        "window": plan.window,
+        "hop": plan.hop,
+        "offset": plan.offset,
+        "warmup": plan.warmup,
+        "time_axis": plan.time_axis,
+        "operators": [vars(r) for r in stream_rows(folded, plan, result.model)],
+        "added_ops": added,
+        "before": b,
+        "after": a,
+        "minimum": minimum,
+        "after_over_minimum": {k: ratio(a[k], v) for k, v in minimum.items()},
+        "before_over_after": {"ram_bytes": ratio(b["ram_bytes"], a["ram_bytes"]),
+                              "arena_bytes": ratio(b["arena_bytes"], a["arena_bytes"]),
+                              "macs": ratio(b["macs"], a["macs"]),
+                              "other_ops": ratio(b["other_ops"], a["other_ops"])},
+        "planner": after.arena.planner,
+    }
