@@ -52,24 +52,10 @@ FLOAT_ONLY = {"gru", "lstm"}
 # Known converter bugs/limitations (the lead fixes these; remove the entry when a case starts to XPASS).
 # name -> (reason, the exception the case fails with today).
 KNOWN: dict[str, tuple[str, type[BaseException]]] = {
-    "dense_ln_conv": (
-        "Keras 3 Dense on [B,T,F] with unknown batch is RESHAPE to a run-time shape (SHAPE/GATHER/REDUCE_PROD/"
-        "CONCATENATION/PACK) [B*T,F] + FULLY_CONNECTED + RESHAPE back: the analysis maps time through the first "
-        "RESHAPE with its static placeholder shape [1,1], calls it a flatten head, then marks the data output of the "
-        "RESHAPE back as 'shape of a time tensor' and refuses with 'output ... is the shape of a time tensor' "
-        "(no operator named)", StreamingRefused),
-    "per_frame_conv": (
-        "verify(): a per-frame output is looked up in plan.times by id() of the ORIGINAL model's output tensor, but "
-        "the plan was computed on fold_dilated_convs' copy, so it is never found and the [1,H/S,C] streaming output "
-        "is compared to the whole [1,T',C] original output (shape error); the converted model itself is right",
-        XstreamError),
     "per_frame_labels": (
         "Keras 3 TimeDistributed(Dense) is unrolled: TRANSPOSE to time-major, one STRIDED_SLICE (shrink_axis on "
         "time) + FULLY_CONNECTED (+SOFTMAX) per frame, PACK, TRANSPOSE back; refused at the first STRIDED_SLICE "
         "('selects a single frame'), though every output frame depends on its own frame only", StreamingRefused),
-    "same_conv1d": (
-        "right refusal, wrong index: the message names the operator by its index in the graph after "
-        "fold_dilated_convs (here 8) instead of in the input file (10; operator 8 there is the ADD)", AssertionError),
 }
 
 

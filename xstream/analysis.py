@@ -11,7 +11,7 @@ different input frames need a delay on the older branch.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -143,8 +143,13 @@ class StreamPlan:
         return total
 
 
+def op_index(sg: Subgraph, op: Operator) -> int:
+    """The index a user sees: in the file they gave, where known."""
+    return op.source_index if op.source_index is not None else sg.index_of(op)
+
+
 def _refuse(sg: Subgraph, op: Operator, why: str) -> StreamingRefused:
-    return StreamingRefused(f"operator {sg.index_of(op)} ({op.kind}): {why}")
+    return StreamingRefused(f"operator {op_index(sg, op)} ({op.kind}): {why}")
 
 
 def _const_ints(t: Tensor | None) -> list[int] | None:
@@ -231,7 +236,9 @@ class _Analyzer:
             self.visit(op)
         for t in sg.outputs:
             if id(t) in self.shape_of_time:
-                raise StreamingRefused(f"output {t.name!r} is the shape of a time tensor; it has no streaming form")
+                op = sg.producer(t)
+                raise _refuse(sg, op, f"output {t.name!r} is computed from the shape of a time tensor; it has "
+                                      "no streaming form")
             if self.info(t) is not None:
                 self.time_outputs.append(t)
         if not self.slides and not self.heads:
@@ -241,11 +248,10 @@ class _Analyzer:
     def visit(self, op: Operator) -> None:
         time_in = [(i, t) for i, t in enumerate(op.inputs) if self.info(t) is not None]
         if not time_in:
-            if any(t is not None and id(t) in self.shape_of_time for t in op.inputs):
-                for t in op.outputs:
-                    self.shape_of_time.add(id(t))
-            elif any(t is not None and id(t) in self.windowed for t in op.inputs):
+            if any(t is not None and id(t) in self.windowed for t in op.inputs):
                 self.windowed.update(id(t) for t in op.outputs)
+            elif any(t is not None and id(t) in self.shape_of_time for t in op.inputs):
+                self.shape_of_time.update(id(t) for t in op.outputs)
             return
         if any(t is not None and id(t) in self.windowed for t in op.inputs):
             raise self.refuse(op, "combines a value computed from the whole window with per-frame values "
@@ -558,7 +564,7 @@ class _Analyzer:
         if out_len == 1 and rf + stride > L and not info.pad_left:
             # The window covers the whole input (a global pool written as a pool): it is a head.
             return self.head(op, x)
-        self.slides.append(Slide(op, self.sg.index_of(op), kernel, stride, dilation))
+        self.slides.append(Slide(op, op_index(self.sg, op), kernel, stride, dilation))
         self.read(x, Reader(op, 0, rf - stride))
         self.set_time(op.outputs[0], TimeInfo(info.axis, out_len, info.stride * stride,
                                               info.first_end + (rf - 1) * info.stride))

@@ -131,6 +131,7 @@ class Operator:
     version: int = 1
     mutating_variable_inputs: list[bool] | None = None
     intermediates: list[Tensor] = field(default_factory=list)
+    source_index: int | None = None  # its index in the model the user gave (for messages); None if created
 
     @property
     def kind(self) -> str:

@@ -9,6 +9,7 @@ from .ir import Model
 from .passes.fold_dilated_convs import fold_dilated_convs
 from .passes.insert_ring_buffers import insert_ring_buffers
 from .passes.lower_ring_buffers import EXTERNAL, VARIABLE, lower_ring_buffers
+from .passes.resolve_shapes import resolve_shapes
 
 RING_BUFFER = "ring-buffer"
 STATE_FORMS = (RING_BUFFER, VARIABLE, EXTERNAL)
@@ -17,18 +18,32 @@ STATE_FORMS = (RING_BUFFER, VARIABLE, EXTERNAL)
 @dataclass
 class Conversion:
     model: Model  # the streaming model
-    plan: StreamPlan  # what the analysis found, on the folded original
+    plan: StreamPlan  # what the analysis found; it refers to the objects of `source`
     state: str
+    source: Model  # the normalized original the plan was computed on
+
+
+def normalize(model: Model) -> Model:
+    """The original in the form the analysis reads: real shapes, dilations in the conv options.
+
+    Operators keep `source_index`, their index in `model`, so messages name them as the user's file does."""
+    model = model.copy()
+    for sg in model.subgraphs:
+        for i, op in enumerate(sg.operators):
+            if op.source_index is None:
+                op.source_index = i
+    model = resolve_shapes(model).model  # placeholder shapes of an unknown batch -> real shapes at batch 1
+    return fold_dilated_convs(model).model  # SPACE_TO_BATCH_ND blocks -> one dilated conv
 
 
 def convert_with_plan(model: Model, state: str = RING_BUFFER, hop: int | None = None,
                       time_axis: int = 1) -> Conversion:
-    folded = fold_dilated_convs(model).model  # 1. dilation back into the conv options
-    plan = analyze(folded, time_axis=time_axis, hop=hop)  # 2. follow time, plan state (changes nothing)
-    streaming = insert_ring_buffers(folded, plan).model  # 3. one hop in, RING_BUFFER before each slider
+    source = normalize(model)  # 1. real shapes, dilation back in the conv options
+    plan = analyze(source, time_axis=time_axis, hop=hop)  # 2. follow time, plan state (changes nothing)
+    streaming = insert_ring_buffers(source, plan).model  # 3. one hop in, RING_BUFFER before each slider
     if state != RING_BUFFER:
         streaming = lower_ring_buffers(streaming, state).model  # 4. builtin form of the state, if asked
-    return Conversion(streaming, plan, state)
+    return Conversion(streaming, plan, state, source)
 
 
 def convert(model: Model, state: str = RING_BUFFER, hop: int | None = None, time_axis: int = 1) -> Model:

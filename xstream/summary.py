@@ -7,10 +7,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .analysis import analyze
 from .ir import PADDING_SAME, PADDING_VALID, Model, Operator, Tensor
 from .measure import measure, minimum_step_cost, op_cost, ratio, stream_rows, weight_bytes
-from .passes.fold_dilated_convs import fold_dilated_convs
 from .pipeline import RING_BUFFER, convert_with_plan
 
 _PADDING = {PADDING_SAME: "SAME", PADDING_VALID: "VALID"}
@@ -86,9 +84,8 @@ def summarize(model: Model) -> ModelSummary:
 
 def stream_summary(model: Model, state: str = RING_BUFFER, hop: int | None = None, time_axis: int = 1) -> dict:
     """What `xstream convert` would give for `model`, without writing it: per op and totals before/after."""
-    folded = fold_dilated_convs(model).model
-    plan = analyze(folded, time_axis=time_axis, hop=hop)
-    result = convert_with_plan(model, state=state, hop=plan.hop, time_axis=time_axis)
+    result = convert_with_plan(model, state=state, hop=hop, time_axis=time_axis)
+    plan, folded = result.plan, result.source
     before, after = measure(model), measure(result.model)
     low = minimum_step_cost(folded, plan)
     names = {op.outputs[0].name for op in folded.main.operators if op.outputs}

@@ -9,8 +9,8 @@ import numpy as np
 from .analysis import CAUSAL, StreamPlan, analyze
 from .errors import UsageError, XstreamError
 from .ir import Model
-from .passes.fold_dilated_convs import fold_dilated_convs
 from .passes.lower_ring_buffers import VARIABLE, lower_ring_buffers
+from .pipeline import normalize
 from .ring_buffer import is_ring_buffer
 from .writer import serialize
 
@@ -155,7 +155,8 @@ def verify(original: Model, streaming: Model, *, time_axis: int = 1, steps: int 
     if not 0 < time_axis < len(o_in.shape) or len(s_in.shape) != len(o_in.shape):
         raise UsageError(f"--time-axis {time_axis} does not fit inputs {list(o_in.shape)} and {list(s_in.shape)}")
     hop = s_in.shape[time_axis]
-    plan: StreamPlan = analyze(fold_dilated_convs(original).model, time_axis=time_axis, hop=hop)
+    source = normalize(original)
+    plan: StreamPlan = analyze(source, time_axis=time_axis, hop=hop)
     notes = []
     if form == "ring-buffer":
         streaming = lower_ring_buffers(streaming, VARIABLE).model
@@ -213,7 +214,7 @@ def verify(original: Model, streaming: Model, *, time_axis: int = 1, steps: int 
             for j in range(n_outputs):
                 got = outs[j]
                 want = expect[j]
-                t_out = original.main.outputs[j]
+                t_out = source.main.outputs[j]
                 info = plan.times.get(id(t_out))
                 if info is not None:  # a per-frame output: the newest frames of the original's window
                     n = H // info.stride
