@@ -206,16 +206,25 @@ def convert(input_path: str, output_path: str, state: str, hop: int | None, time
     click.echo(_format_conversion(report))
 
 
+def _offset_words(d: int) -> str:
+    if d == 0:
+        return "at the newest frame fed"
+    if d > 0:
+        return f"{d} frame(s) after the newest frame fed (the model never reads its last {d} frame(s))"
+    return f"{-d} frame(s) before the newest frame fed ({-d} frame(s) of latency)"
+
+
 def _format_conversion(r: dict) -> str:
     lines = [f"{r['input']} -> {r['output']}"]
     if r["contract"] == "causal":
         lines.append(f"contract  causal: after a reset, step {r['compare_step']} (the one completing the first "
                      "window) equals the original; later steps keep real history where it saw padding")
     else:
-        lines.append(f"contract  window-exact: from step {r['warmup']} on, each output equals the original on "
-                     f"the window ending {r['offset']:+d} frame(s) from the newest frame fed")
+        lines.append(f"contract  window-exact: from step {r['warmup']} on, each output equals the original on the "
+                     f"window ending {_offset_words(r['offset'])}")
+    delay = f", input delayed {r['input_delay']} frame(s) to align the first window" if r["input_delay"] else ""
     lines.append(f"hop       {r['hop']} frame(s) per step, window {r['window']} frames, offset D={r['offset']:+d}, "
-                 f"warm-up {r['warmup']} step(s)")
+                 f"warm-up {r['warmup']} step(s){delay}")
     slides = ", ".join(f"#{s['index']} {s['op']} k{s['kernel']}" + (f" s{s['stride']}" if s['stride'] > 1 else "")
                        + (f" d{s['dilation']}" if s['dilation'] > 1 else "") for s in r["streamed_ops"])
     lines.append(f"streamed  {len(r['streamed_ops'])} op(s): {slides}")

@@ -17,6 +17,7 @@ def conversion_report(input_path: str, output_path: str, original: Model, result
         "offset": plan.offset,
         "warmup": plan.warmup,
         "compare_step": plan.compare_step,
+        "input_delay": plan.input_delay,
         "time_axis": plan.time_axis,
         "state_form": result.state,
         "streamed_ops": [{"index": s.index, "op": s.op.kind, "kernel": s.kernel, "stride": s.stride,
