@@ -176,3 +176,224 @@ def graph_signature(model: Model) -> dict:
         "metadata_buffers": [b.data for b in model.metadata_buffers],
         "signatures": signatures,
     }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Streaming: running a streaming model step by step, independently of xstream.verify
+
+
+def _litert_interpreter(data: bytes):
+    """LiteRT without XNNPACK (as xstream.verify runs it), so float results do not depend on graph shape."""
+    from ai_edge_litert.interpreter import OpResolverType
+    it = Interpreter(model_content=bytes(data),
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    return it
+
+
+class Runner:
+    """One model in one interpreter ("litert" or "tflm"); call with the list of inputs, get the outputs."""
+
+    def __init__(self, model: Model | bytes, runtime: str = "litert"):
+        import xstream
+        self.model = model if isinstance(model, Model) else xstream.load(bytes(model))
+        self.data = xstream.serialize(self.model) if isinstance(model, Model) else bytes(model)
+        self.runtime = runtime
+        self.n_in = len(self.model.main.inputs)
+        self.n_out = len(self.model.main.outputs)
+        self.reset()
+
+    def reset(self) -> None:
+        if self.runtime == "litert":
+            self.it = _litert_interpreter(self.data)
+            self.ins = [d["index"] for d in self.it.get_input_details()]
+            self.outs = [d["index"] for d in self.it.get_output_details()]
+        else:
+            from tflite_micro.python.tflite_micro import runtime
+            self.it = runtime.Interpreter.from_bytes(self.data)
+
+    def __call__(self, values: list[np.ndarray]) -> list[np.ndarray]:
+        assert len(values) == self.n_in, (len(values), self.n_in)
+        if self.runtime == "litert":
+            for i, v in zip(self.ins, values):
+                self.it.set_tensor(i, v)
+            self.it.invoke()
+            return [np.array(self.it.get_tensor(i), copy=True) for i in self.outs]
+        for i, v in enumerate(values):
+            self.it.set_input(v, i)
+        self.it.invoke()
+        return [np.array(self.it.get_output(i), copy=True) for i in range(self.n_out)]
+
+
+def _zero_state(t: Tensor) -> np.ndarray:
+    from xstream.ir import NUMPY_DTYPES
+    return np.full(t.shape, t.zero_point, dtype=NUMPY_DTYPES[t.dtype])
+
+
+class StreamRunner:
+    """A streaming model in "variable" or "external" form: feeds S_next back as S (matched by name)."""
+
+    def __init__(self, model: Model, runtime: str = "litert"):
+        self.model = model
+        self.run = Runner(model, runtime)
+        sg = model.main
+        out_names = [t.name for t in sg.outputs]
+        self.states = sg.inputs[1:]
+        self.feedback = [out_names.index(t.name + "_next") for t in self.states]
+        self.n_outputs = len(sg.outputs) - len(self.states)
+        self.reset()
+
+    def reset(self) -> None:
+        self.run.reset()
+        self.values = [_zero_state(t) for t in self.states]
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        outs = self.run([x] + self.values)
+        self.values = [outs[i] for i in self.feedback]
+        return outs[:self.n_outputs]
+
+
+class RingBufferEmulator:
+    """A streaming model in "ring-buffer" form, run in LiteRT with each RING_BUFFER computed in numpy.
+
+    Every RING_BUFFER (x -> y) is cut out: x becomes a model output, y a model input. Each step invokes the
+    model (number of ring buffers + 1) times, computing y = last `frames` of concat(state, x) from the newest
+    x until every y is consistent, then commits state = last (frames - n) frames of y (docs/RING_BUFFER.md).
+    It shares no code with xstream's lowering, so it checks the RING_BUFFER form on its own.
+    """
+
+    def __init__(self, model: Model):
+        from flatbuffers import flexbuffers
+        m = model.copy()
+        sg = m.main
+        self.n_outputs = len(sg.outputs)
+        self.buffers = []
+        for op in [o for o in sg.operators if o.type == "CUSTOM" and o.custom_code == "RING_BUFFER"]:
+            opts = flexbuffers.Loads(op.custom_options)
+            x, y = op.inputs[0], op.outputs[0]
+            axis, frames = int(opts["axis"]), int(opts["frames"])
+            n = x.shape[axis]
+            self.buffers.append((axis, frames, max(frames - n, 0), x, y))
+            sg.operators.remove(op)
+            sg.inputs.append(y)
+            sg.outputs.append(x)
+        assert self.buffers, "no RING_BUFFER op"
+        self.run = Runner(m)
+        self.reset()
+
+    def reset(self) -> None:
+        self.run.reset()
+        self.state = []
+        for axis, frames, keep, x, y in self.buffers:
+            shape = list(x.shape)
+            shape[axis] = keep
+            t = Tensor("s", x.dtype, tuple(shape), quantization=x.quantization)
+            self.state.append(_zero_state(t))
+
+    def __call__(self, xin: np.ndarray) -> list[np.ndarray]:
+        ys = []
+        for (axis, frames, keep, x, y), s in zip(self.buffers, self.state):
+            ys.append(np.take(np.concatenate([s, _zero_state(x)], axis=axis),
+                              range(keep + x.shape[axis] - frames, keep + x.shape[axis]), axis=axis))
+        for _ in range(len(self.buffers) + 1):
+            outs = self.run([xin] + ys)
+            xs = outs[self.n_outputs:]
+            new_ys = []
+            for (axis, frames, keep, x, y), s, xv in zip(self.buffers, self.state, xs):
+                full = np.concatenate([s, xv], axis=axis)
+                total = full.shape[axis]
+                new_ys.append(np.take(full, range(total - frames, total), axis=axis))
+            if all(np.array_equal(a, b) for a, b in zip(ys, new_ys)):
+                break
+            ys = new_ys
+        outs = self.run([xin] + ys)
+        self.state = [np.take(yv, range(frames - keep, frames), axis=axis).copy()
+                      for (axis, frames, keep, x, y), yv in zip(self.buffers, ys)]
+        return outs[:self.n_outputs]
+
+
+def random_frames(shape, dtype, rng: np.random.Generator) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if dtype == np.int8:
+        return rng.integers(-128, 128, size=shape, dtype=np.int8)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _rel_error(want: np.ndarray, got: np.ndarray) -> float:
+    d = float(np.abs(want.astype(np.float64) - got.astype(np.float64)).max()) if want.size else 0.0
+    s = float(np.abs(want.astype(np.float64)).max()) if want.size else 0.0
+    return d / s if s > 0 else d
+
+
+def check_stream(original: Model, streaming, *, hop: int, offset: int, contract: str = "window-exact",
+                 time_axis: int = 1, out_time: dict[int, tuple[int, int]] | None = None, steps: int | None = None,
+                 sequences: int = 2, seed: int = 0, runtime: str = "litert",
+                 reference_runtime: str = "litert") -> dict:
+    """Check a streaming runner (StreamRunner / RingBufferEmulator, or a Model: external/variable form) against
+    `original` run on whole windows (in `reference_runtime`), with the offset D and contract given by the test.
+
+    window-exact: every step whose window [newest + D - T + 1, newest + D] lies in the fed frames is compared;
+    causal: only the step whose window is frames 0..T-1. `out_time` maps a per-frame output's index to
+    (time axis, frames-per-output-frame S): its streamed frame j of n is compared with the original's last frame
+    on the window ending (n - 1 - j) * S frames earlier (causal: with the original's newest n frames).
+    Returns {"compared": steps compared, "first": first compared step, "max_rel": float error, "exact": bool}.
+    """
+    out_time = out_time or {}
+    if isinstance(streaming, Model):
+        streaming = StreamRunner(streaming, runtime)
+    o_in = original.main.inputs[0]
+    T = o_in.shape[time_axis]
+    orig = Runner(original, reference_runtime)
+    if steps is None:
+        steps = (T - offset) // hop if contract == "causal" else -(-(T - offset) // hop) + 4
+    rng = np.random.default_rng(seed)
+    compared, first, max_rel, exact = 0, None, 0.0, True
+    from xstream.ir import NUMPY_DTYPES
+    dtype = NUMPY_DTYPES[o_in.dtype]
+    for _ in range(sequences):
+        shape = list(o_in.shape)
+        shape[time_axis] = steps * hop + max(offset, 0)
+        xs = random_frames(shape, dtype, rng)
+        streaming.reset()
+        cache: dict[int, list[np.ndarray]] = {}
+
+        def window(last: int):
+            if last not in cache:
+                cache[last] = orig([np.take(xs, range(last - T + 1, last + 1), axis=time_axis)])
+            return cache[last]
+
+        for k in range(steps):
+            outs = streaming(np.take(xs, range(k * hop, (k + 1) * hop), axis=time_axis))
+            last = (k + 1) * hop - 1 + offset
+            if contract == "causal":
+                if last != T - 1:
+                    continue
+            elif last - T + 1 < 0:
+                continue
+            for j, got in enumerate(outs):
+                if j in out_time:
+                    axis, S = out_time[j]
+                    n = got.shape[axis]
+                    if contract == "causal":
+                        want = window(last)[j]
+                        want = np.take(want, range(want.shape[axis] - n, want.shape[axis]), axis=axis)
+                    else:
+                        parts = []
+                        for f in range(n):
+                            end = last - (n - 1 - f) * S
+                            if end - T + 1 < 0:
+                                parts.append(None)
+                                continue
+                            w = window(end)[j]
+                            parts.append(np.take(w, [w.shape[axis] - 1], axis=axis))
+                        keep = [f for f, p in enumerate(parts) if p is not None]
+                        got = np.take(got, keep, axis=axis)
+                        want = np.concatenate([parts[f] for f in keep], axis=axis)
+                else:
+                    want = window(last)[j]
+                assert got.shape == want.shape and got.dtype == want.dtype, (j, got.shape, want.shape)
+                exact &= bool(np.array_equal(got, want))
+                max_rel = max(max_rel, _rel_error(want, got))
+            compared += 1
+            first = k if first is None else min(first, k)
+    return {"compared": compared, "first": first, "max_rel": max_rel, "exact": exact}

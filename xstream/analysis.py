@@ -30,6 +30,7 @@ BINARY = {"ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE"
 LAST_AXIS_OPS = {"SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION"}
 SHAPE_OPS = {"RESHAPE", "EXPAND_DIMS", "SQUEEZE"}
 STATEFUL = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"}
+STREAMING_CUSTOM_OPS = {"RING_BUFFER", "CIRCULAR_BUFFER"}
 CONTROL_FLOW = {"IF", "WHILE", "CALL_ONCE", "CALL"}
 
 WINDOW_EXACT = "window-exact"
@@ -209,6 +210,9 @@ class _Analyzer:
     def run(self) -> None:
         sg = self.sg
         for owner, op in self.model.operators():
+            if op.type == "CUSTOM" and op.custom_code in STREAMING_CUSTOM_OPS:
+                raise _refuse(owner, op, "the model is already streaming (it keeps state in this op); convert "
+                                         "the original non-streaming model instead")
             if op.type in STATEFUL:
                 raise _refuse(owner, op, "the model already carries state (resource variables); "
                                          "convert the original non-streaming model instead")
@@ -285,8 +289,6 @@ class _Analyzer:
 
     def head(self, op: Operator, t: Tensor) -> None:
         info = self.info(t)
-        if info.pad_left:
-            raise self.refuse(op, "reads the whole time axis of a causally padded tensor; not supported")
         self.heads.append(op)
         self.read(t, Reader(op, op.inputs.index(t), 0, full_length=info.length))
         self.head_offsets.append((op, info.unused(self.window)))
@@ -434,10 +436,11 @@ class _Analyzer:
         if left:
             if op.type == "MIRROR_PAD":
                 raise self.refuse(op, "mirror padding on time reads future frames")
-            fill = 0
-            if op.type == "PADV2":
-                fill_vals = _const_ints(op.inputs[2]) if len(op.inputs) > 2 else [0]
-                fill = fill_vals[0] if fill_vals else 0
+            if op.type == "PADV2" and len(op.inputs) > 2 and op.inputs[2] is not None:
+                value = op.inputs[2]
+                if not value.is_constant:
+                    raise self.refuse(op, "pads time with a value computed at run time")
+                fill = np.asarray(value.data).reshape(-1)[0].item()
                 if fill != x.zero_point:
                     raise self.refuse(op, f"pads time with {fill}, not the zero point {x.zero_point}; the ring "
                                           "buffer starts at the zero point")

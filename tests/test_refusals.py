@@ -1,0 +1,588 @@
+"""Every refusal of the analysis: the right exception, and a message naming the operator (index and type).
+
+Each model is built in memory (tests/builders.py) and, unless the test says why not, first shown to run in
+LiteRT, so a refusal is about streaming, not about a broken graph.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import xstream
+from xstream.cli import main
+from xstream.errors import StreamingRefused, UsageError
+from xstream.pipeline import convert_with_plan
+from xstream.verify import verify
+from builders import GraphBuilder, assert_runs, conv1d_model
+from helpers import REPO, zoo_model
+
+FORMS = ("ring-buffer", "variable", "external")
+
+
+def _runs(model) -> None:
+    """The model is a valid TFLite graph: LiteRT allocates and invokes it on zeros, output shapes as built."""
+    assert_runs(model)
+
+
+def _refused(model, fragment: str, op: tuple[int, str] | None = None, exc=StreamingRefused, **kw) -> str:
+    """convert() raises `exc` in every state form, with `fragment` (and "operator i (TYPE)") in the message."""
+    messages = set()
+    for form in FORMS:
+        with pytest.raises(exc) as info:
+            convert_with_plan(model, form, **kw)
+        messages.add(str(info.value))
+    assert len(messages) == 1, messages  # the refusal does not depend on the state form
+    msg = messages.pop()
+    assert fragment in msg, msg
+    if op is not None:
+        assert msg.startswith(f"operator {op[0]} ({op[1]}): "), msg
+    assert "\n" not in msg
+    return msg
+
+
+def _pad_model(pad_type: str, left: int, right: int, fill=None, T: int = 12, C: int = 3, options=None,
+               options_type="PadOptions"):
+    """[1,T,C] -> PAD* on time -> RESHAPE [1,1,T',C] -> CONV_2D k3 -> MEAN -> output."""
+    g = GraphBuilder()
+    x = g.input((1, T, C))
+    ins = [x, g.ints([[0, 0], [left, right], [0, 0]])]
+    if fill is not None:
+        ins.append(g.const(np.float32(fill)))
+    L = T + left + right
+    p = g.op(pad_type, ins, (1, L, C), options or {}, options_type)
+    c = g.conv(g.reshape(p, (1, 1, L, C)), 3)
+    return g.model(g.reduce("MEAN", c, [1, 2]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Padding on time
+
+
+@pytest.mark.parametrize("name", ["same_padding_float", "same_padding_int8", "same_padding_dynbatch_float",
+                                  "same_padding_dynbatch_int8"])
+def test_zoo_same_padding_refused(name):
+    model = xstream.load(zoo_model(name))
+    msg = _refused(model, "SAME padding on the time axis", (1, "CONV_2D"))
+    assert "kernel 3" in msg
+
+
+@pytest.mark.parametrize("time_on,index", [("h", 0), ("w", 1)])
+def test_same_padding_on_time_refused(time_on, index):
+    model = conv1d_model(16, 2, [dict(kind="conv", kernel=3, padding="same")], "mean", time_on=time_on)
+    _runs(model)
+    _refused(model, "SAME padding on the time axis", (index, "CONV_2D"))
+
+
+def test_same_padding_in_second_layer_names_that_layer():
+    model = conv1d_model(16, 2, [dict(kind="conv", kernel=3), dict(kind="avgpool", kernel=2, stride=2,
+                                                                   padding="same"),
+                                 dict(kind="depthwise", kernel=3, padding="same")], "mean", time_on="h")
+    _runs(model)
+    # The pool (14 frames, kernel 2, stride 2) pads nothing under SAME; the depthwise conv does.
+    _refused(model, "SAME padding on the time axis", (2, "DEPTHWISE_CONV_2D"))
+
+
+def test_same_padding_that_pads_nothing_on_time_is_accepted():
+    """SAME with kernel 1, stride 1 (or kernel 2, stride 3 on 5 frames) adds no frame: it is VALID."""
+    for layers, T in (([dict(kind="conv", kernel=1, padding="same"), dict(kind="conv", kernel=3)], 10),
+                      ([dict(kind="maxpool", kernel=2, stride=3, padding="same")], 5)):
+        model = conv1d_model(T, 2, layers, "mean", time_on="w")
+        c = convert_with_plan(model, "external")
+        assert verify(model, c.model).equal
+
+
+def test_right_padding_on_time_refused():
+    model = _pad_model("PAD", 0, 2)
+    _runs(model)
+    _refused(model, "pads 2 frame(s) at the end of the time axis", (0, "PAD"))
+
+
+def test_left_and_right_padding_on_time_refused():
+    model = _pad_model("PAD", 1, 1)
+    _runs(model)
+    _refused(model, "at the end of the time axis", (0, "PAD"))
+
+
+def test_mirror_pad_on_time_refused():
+    model = _pad_model("MIRROR_PAD", 2, 0, options={"mode": 0}, options_type="MirrorPadOptions")
+    _runs(model)
+    _refused(model, "mirror padding on time reads future frames", (0, "MIRROR_PAD"))
+
+
+def test_padv2_with_nonzero_value_refused():
+    model = _pad_model("PADV2", 2, 0, fill=1.0, options_type="PadV2Options")
+    _runs(model)
+    _refused(model, "not the zero point 0", (0, "PADV2"))
+
+
+def test_padv2_with_fractional_value_refused():
+    model = _pad_model("PADV2", 2, 0, fill=0.5, options_type="PadV2Options")
+    _runs(model)
+    _refused(model, "not the zero point", (0, "PADV2"))
+
+
+def test_padv2_with_zero_value_is_a_causal_pad():
+    model = _pad_model("PADV2", 2, 0, fill=0.0, options_type="PadV2Options")
+    c = convert_with_plan(model, "external")
+    assert c.plan.contract == "causal"
+    assert verify(model, c.model).equal
+
+
+def test_pad_that_requantizes_refused():
+    model = conv1d_model(12, 2, [dict(kind="conv", kernel=3, padding="causal")], "mean", "int8", time_on="h")
+    pad = model.main.operators[0]
+    assert pad.type == "PAD"
+    pad.outputs[0].quantization.scale = pad.outputs[0].quantization.scale * 2
+    _runs(model)
+    _refused(model, "requantizes while padding time", (0, "PAD"))
+
+
+def test_pad_with_paddings_computed_at_run_time_refused():
+    g = GraphBuilder()
+    x = g.input((1, 12, 3))
+    rows = g.op("ADD", [g.ints([[0, 0], [1, 0], [0, 0]]), g.ints([[0, 0], [1, 0], [0, 0]])], (3, 2),
+                {"fused_activation_function": 0}, "AddOptions", dtype="int32")
+    p = g.op("PAD", [x, rows], (1, 14, 3), {}, "PadOptions")
+    c = g.conv(g.reshape(p, (1, 1, 14, 3)), 3)
+    model = g.model(g.reduce("MEAN", c, [1, 2]))
+    _runs(model)
+    _refused(model, "paddings computed at run time", (1, "PAD"))
+
+
+def test_causal_padding_reaching_a_non_sliding_op_refused():
+    g = GraphBuilder()
+    x = g.input((1, 12, 3))
+    p = g.op("PAD", [x, g.ints([[0, 0], [2, 0], [0, 0]])], (1, 14, 3), {}, "PadOptions")
+    r = g.op("RELU", [p], (1, 14, 3))
+    c = g.conv(g.reshape(r, (1, 1, 14, 3)), 3)
+    model = g.model(g.reduce("MEAN", c, [1, 2]))
+    _runs(model)
+    _refused(model, "causal padding on time reaches this op before a sliding op", (1, "RELU"))
+
+
+def test_flatten_of_causally_padded_tensor_refused():
+    g = GraphBuilder()
+    x = g.input((1, 12, 3))
+    p = g.op("PAD", [x, g.ints([[0, 0], [2, 0], [0, 0]])], (1, 14, 3), {}, "PadOptions")
+    model = g.model(g.fc(g.reshape(p, (1, 42)), 4))
+    _runs(model)
+    _refused(model, "flattens a causally padded tensor", (1, "RESHAPE"))
+
+
+@pytest.mark.parametrize("time_on", ["h", "w"])
+def test_causal_padding_after_a_valid_op_refused(time_on):
+    model = conv1d_model(20, 2, [dict(kind="conv", kernel=3), dict(kind="conv", kernel=3, padding="causal")],
+                         "mean", time_on=time_on)
+    _runs(model)
+    index = 1 if time_on == "h" else 2  # [RESHAPE] CONV_2D PAD CONV_2D
+    _refused(model, "causal padding after a strided or valid op", (index, "PAD"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Mixing time
+
+
+def test_concatenation_along_time_refused():
+    g = GraphBuilder()
+    x = g.input((1, 10, 3))
+    cat = g.op("CONCATENATION", [x, x], (1, 20, 3), {"axis": 1, "fused_activation_function": 0},
+               "ConcatenationOptions")
+    c = g.conv(g.reshape(cat, (1, 1, 20, 3)), 3)
+    model = g.model(g.reduce("MEAN", c, [1, 2]))
+    _runs(model)
+    _refused(model, "concatenates along the time axis", (0, "CONCATENATION"))
+
+
+def test_concatenation_with_a_constant_refused():
+    g = GraphBuilder()
+    x = g.input((1, 10, 3))
+    cat = g.op("CONCATENATION", [x, g.const(np.ones((1, 10, 1), np.float32))], (1, 10, 4),
+               {"axis": 2, "fused_activation_function": 0}, "ConcatenationOptions")
+    c = g.conv(g.reshape(cat, (1, 1, 10, 4)), 3)
+    model = g.model(g.reduce("MEAN", c, [1, 2]))
+    _runs(model)
+    _refused(model, "not computed from the frames", (0, "CONCATENATION"))
+
+
+def test_positional_encoding_add_refused():
+    g = GraphBuilder()
+    x = g.input((1, 10, 3))
+    pe = g.op("ADD", [x, g.const(np.arange(30, dtype=np.float32).reshape(1, 10, 3))], (1, 10, 3),
+              {"fused_activation_function": 0}, "AddOptions")
+    c = g.conv(g.reshape(pe, (1, 1, 10, 3)), 3)
+    model = g.model(g.reduce("MEAN", c, [1, 2]))
+    _runs(model)
+    _refused(model, "varies along time (10 frames) but is not computed from the frames", (0, "ADD"))
+
+
+def test_per_channel_constant_add_is_accepted():
+    """The same ADD with a constant of 1 frame (a bias) is per-frame: it streams."""
+    g = GraphBuilder()
+    x = g.input((1, 10, 3))
+    pe = g.op("ADD", [x, g.const(np.arange(3, dtype=np.float32).reshape(1, 1, 3))], (1, 10, 3),
+              {"fused_activation_function": 0}, "AddOptions")
+    c = g.conv(g.reshape(pe, (1, 1, 10, 3)), 3)
+    model = g.model(g.reduce("MEAN", c, [1, 2]))
+    conv = convert_with_plan(model, "external")
+    assert verify(model, conv.model).equal
+
+
+def test_squeeze_excite_mul_refused():
+    g = GraphBuilder()
+    x = g.input((1, 10, 3))
+    c = g.conv(g.reshape(x, (1, 1, 10, 3)), 3)  # [1,1,8,3]
+    squeeze = g.reduce("MEAN", c, [1, 2], keep_dims=True)  # [1,1,1,3]
+    excite = g.op("LOGISTIC", [squeeze], (1, 1, 1, 3))
+    scaled = g.op("MUL", [c, excite], (1, 1, 8, 3), {"fused_activation_function": 0}, "MulOptions")
+    model = g.model(g.reduce("MEAN", scaled, [1, 2]))
+    _runs(model)
+    _refused(model, "combines a value computed from the whole window with per-frame values", (4, "MUL"))
+
+
+def test_softmax_over_time_refused():
+    g = GraphBuilder()
+    x = g.input((1, 3, 10))  # time on the last axis (--time-axis 2)
+    s = g.op("SOFTMAX", [x], (1, 3, 10), {"beta": 1.0}, "SoftmaxOptions")
+    c = g.conv(g.reshape(s, (1, 1, 3, 10)), 1, axis=2)  # slides nothing; time is the channel axis
+    model = g.model(c)
+    _runs(model)
+    _refused(model, "normalises over the time axis", (0, "SOFTMAX"), time_axis=2)
+
+
+def test_merge_of_time_on_different_axes_refused():
+    g = GraphBuilder()
+    x = g.input((1, 8, 8))
+    xt = g.op("TRANSPOSE", [x, g.ints([0, 2, 1])], (1, 8, 8), {}, "TransposeOptions")
+    s = g.op("ADD", [x, xt], (1, 8, 8), {"fused_activation_function": 0}, "AddOptions")
+    c = g.conv(g.reshape(s, (1, 1, 8, 8)), 3)
+    model = g.model(g.reduce("MEAN", c, [1, 2]))
+    _runs(model)
+    _refused(model, "its inputs carry time on different axes", (1, "ADD"))
+
+
+def test_merge_of_different_frame_rates_refused():
+    g = GraphBuilder()
+    x = g.input((1, 8, 2))
+    r = g.reshape(x, (1, 1, 8, 2))
+    a = g.conv(r, 1, stride=2)  # 4 frames, stride 2
+    b = g.conv(r, 5)  # 4 frames, stride 1
+    s = g.op("ADD", [a, b], (1, 1, 4, 2), {"fused_activation_function": 0}, "AddOptions")
+    model = g.model(g.reduce("MEAN", s, [1, 2]))
+    _runs(model)
+    _refused(model, "merges branches with different frame rates (strides [1, 2])", (3, "ADD"))
+
+
+def test_misaligned_branches_refused():
+    g = GraphBuilder()
+    x = g.input((1, 9, 2))
+    r = g.reshape(x, (1, 1, 9, 2))
+    a = g.conv(r, 2, stride=2)  # 4 frames ending on input frames 1, 3, 5, 7
+    b = g.conv(r, 3, stride=2)  # 4 frames ending on input frames 2, 4, 6, 8
+    s = g.op("ADD", [a, b], (1, 1, 4, 2), {"fused_activation_function": 0}, "AddOptions")
+    model = g.model(g.reduce("MEAN", s, [1, 2]))
+    _runs(model)
+    _refused(model, "branches are misaligned by 1 input frames, not a multiple of their stride 2", (3, "ADD"))
+
+
+def test_aligned_branches_get_a_delay_and_stream():
+    """The same merge with stride 1 only needs a delay on the older branch."""
+    g = GraphBuilder()
+    x = g.input((1, 9, 2))
+    r = g.reshape(x, (1, 1, 9, 2))
+    a = g.conv(r, 3)  # 7 frames, ending on 2..8
+    b = g.op("STRIDED_SLICE", [r, g.ints([0, 0, 1, 0]), g.ints([1, 1, 8, 2]), g.ints([1, 1, 1, 1])],
+             (1, 1, 7, 2), {}, "StridedSliceOptions")  # frames 1..7: ends one frame earlier
+    s = g.op("ADD", [a, b], (1, 1, 7, 2), {"fused_activation_function": 0}, "AddOptions")
+    model = g.model(g.reduce("MEAN", s, [1, 2]))
+    c = convert_with_plan(model, "external")
+    assert c.plan.state_bytes > c.plan.minimum_state_bytes  # the delay is state beyond STREAMING.md's minimum
+    assert verify(model, c.model).equal
+
+
+def test_outputs_at_different_offsets_refused():
+    g = GraphBuilder()
+    x = g.input((1, 9, 2))
+    r = g.reshape(x, (1, 1, 9, 2))
+    a = g.conv(r, 2, stride=2)  # reads frames 0..7: D = 1
+    out_a = g.reduce("MEAN", a, [1, 2])
+    out_b = g.reduce("MEAN", r, [1, 2])  # reads all 9: D = 0
+    model = g.model([out_a, out_b])
+    _runs(model)
+    msg = _refused(model, "outputs end on different frames of the window (offsets [0, 1])")
+    assert msg.startswith("the model's outputs")
+
+
+def test_fully_connected_flattening_time_refused():
+    g = GraphBuilder()
+    x = g.input((1, 6, 2, 3))
+    y = g.fc(x, 4)  # FULLY_CONNECTED flattens [1,6,2] into rows: time mixed with another axis
+    y.shape = (12, 4)
+    c = g.conv(g.reshape(y, (1, 1, 12, 4)), 3)
+    model = g.model(g.reduce("MEAN", c, [1, 2]))
+    _runs(model)
+    _refused(model, "flattens time with other axes", (0, "FULLY_CONNECTED"))
+
+
+def test_reduction_axes_computed_at_run_time_refused():
+    g = GraphBuilder()
+    x = g.input((1, 10, 3))
+    axes = g.op("ADD", [g.ints([0]), g.ints([1])], (1,), {"fused_activation_function": 0}, "AddOptions",
+                dtype="int32")
+    m = g.op("MEAN", [x, axes], (1, 3), {"keep_dims": False}, "ReducerOptions")
+    model = g.model(m)
+    _runs(model)
+    _refused(model, "reduces over axes computed at run time", (1, "MEAN"))
+
+
+def test_unknown_op_on_time_path_refused():
+    g = GraphBuilder()
+    x = g.input((1, 10, 3))
+    rev = g.op("REVERSE_V2", [x, g.ints([1])], (1, 10, 3))
+    c = g.conv(g.reshape(rev, (1, 1, 10, 3)), 3)
+    model = g.model(g.reduce("MEAN", c, [1, 2]))
+    _runs(model)
+    _refused(model, "REVERSE_V2 on the time path is not known to xstream", (0, "REVERSE_V2"))
+
+
+def test_split_along_time_refused():
+    g = GraphBuilder()
+    x = g.input((1, 10, 3))
+    a, b = g.op("SPLIT", [g.ints(1), x], (1, 5, 3), {"num_splits": 2}, "SplitOptions", outputs=2)
+    s = g.op("ADD", [a, b], (1, 5, 3), {"fused_activation_function": 0}, "AddOptions")
+    c = g.conv(g.reshape(s, (1, 1, 5, 3)), 3)
+    model = g.model(g.reduce("MEAN", c, [1, 2]))
+    _runs(model)
+    _refused(model, "splits along the time axis", (0, "SPLIT"))
+
+
+def test_gather_along_time_refused():
+    g = GraphBuilder()
+    x = g.input((1, 10, 3))
+    ga = g.op("GATHER", [x, g.ints(list(range(9, -1, -1)))], (1, 10, 3), {"axis": 1, "batch_dims": 0},
+              "GatherOptions")
+    c = g.conv(g.reshape(ga, (1, 1, 10, 3)), 3)
+    model = g.model(g.reduce("MEAN", c, [1, 2]))
+    _runs(model)
+    _refused(model, "gathers along the time axis", (0, "GATHER"))
+
+
+@pytest.mark.parametrize("case,fragment", [
+    ("shrink", "selects a single frame of the time axis"),
+    ("step", "takes every 2th frame"),
+    ("empty", "slices away every frame"),
+])
+def test_strided_slice_on_time_refused(case, fragment):
+    g = GraphBuilder()
+    x = g.input((1, 10, 3))
+    r = g.reshape(x, (1, 1, 10, 3))
+    if case == "shrink":
+        s = g.op("STRIDED_SLICE", [r, g.ints([0, 0, 4, 0]), g.ints([1, 1, 5, 3]), g.ints([1, 1, 1, 1])],
+                 (1, 1, 3), {"shrink_axis_mask": 4}, "StridedSliceOptions")
+        model = g.model(s)
+    else:
+        step, end, L = (2, 10, 5) if case == "step" else (1, 4, 0)
+        s = g.op("STRIDED_SLICE", [r, g.ints([0, 0, 4, 0]), g.ints([1, 1, end, 3]), g.ints([1, 1, step, 1])],
+                 (1, 1, max(L, 3), 3), {}, "StridedSliceOptions")
+        model = g.model(g.reduce("MEAN", g.conv(s, 3), [1, 2]))
+    if case != "empty":  # an empty slice has no valid static shape to run
+        _runs(model)
+    _refused(model, fragment, (1, "STRIDED_SLICE"))
+
+
+def test_conv_sliding_the_channel_axis_refused():
+    """Time as the channel axis of a CONV_2D (--time-axis 2 on [1, C, T]) is not a sliding axis."""
+    g = GraphBuilder()
+    x = g.input((1, 3, 10))
+    c = g.conv(g.reshape(x, (1, 1, 3, 10)), 2, axis=2)
+    model = g.model(g.reduce("MEAN", c, [1, 2]))
+    _runs(model)
+    _refused(model, "time is on axis 3 of its NHWC input", (1, "CONV_2D"), time_axis=2)
+
+
+def test_conv_weights_from_frames_refused():
+    g = GraphBuilder()
+    x = g.input((1, 4, 1, 4))  # time on H, also used as the filter [O=1, 4, 1, 4]
+    b = g.const(np.zeros(1, np.float32))
+    c = g.op("CONV_2D", [x, x, b], (1, 1, 1, 1), {"padding": 1, "stride_h": 1, "stride_w": 1,
+                                                   "dilation_h_factor": 1, "dilation_w_factor": 1,
+                                                   "fused_activation_function": 0}, "Conv2DOptions")
+    model = g.model(c)
+    _refused(model, "its weights are computed from the frames", (0, "CONV_2D"))
+
+
+def test_conv_with_inconsistent_output_length_refused():
+    """A graph whose stored conv output length disagrees with its kernel (not runnable as stored)."""
+    model = conv1d_model(12, 2, [dict(kind="conv", kernel=3)], "none", time_on="h")
+    conv = model.main.operators[0]
+    conv.outputs[0].shape = (1, 9, 1, 2)
+    _refused(model, "output has 9 frames, expected 10 for kernel 3, stride 1, dilation 1 on 12 frames",
+             (0, "CONV_2D"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Models that already stream, inputs, time axis
+
+
+@pytest.mark.parametrize("name", ["ds_cnn_kws_int8", "causal_mean_float"])
+def test_converting_a_variable_form_model_again_refused(name):
+    model = xstream.load(zoo_model(name))
+    once = xstream.convert(model, state="variable")
+    again = xstream.load(xstream.serialize(once))
+    index = next(i for i, op in enumerate(again.main.operators) if op.type == "VAR_HANDLE")
+    _refused(again, "the model already carries state (resource variables)", (index, "VAR_HANDLE"))
+
+
+def test_converting_an_external_form_model_again_refused():
+    model = xstream.load(zoo_model("tdnn_dilated_int8"))
+    once = xstream.convert(model, state="external")
+    n = len(once.main.inputs)
+    assert n > 1
+    msg = _refused(once, f"the model has {n} inputs")
+    assert "exactly one input" in msg
+
+
+def test_converting_a_ring_buffer_model_again_refused():
+    once = xstream.convert(xstream.load(zoo_model("separable_maxpool_int8")))  # hop 4: 4 frames in
+    index = next(i for i, op in enumerate(once.main.operators) if op.kind == "RING_BUFFER")
+    _refused(once, "the model is already streaming", (index, "RING_BUFFER"))
+    # At hop 1 the input has a single frame; the state op is still what says why.
+    once = xstream.convert(xstream.load(zoo_model("residual_tdnn_float")))
+    _refused(once, "the model is already streaming")
+
+
+def test_variable_tensor_refused():
+    model = conv1d_model(12, 2, [dict(kind="conv", kernel=3)], "mean")
+    model.main.operators[0].inputs[2].is_variable = True  # the bias, flagged as a variable
+    msg = _refused(model, "is a variable: the model already carries state")
+    assert repr(model.main.operators[0].inputs[2].name) in msg
+
+
+def test_dynamic_time_dimension_refused():
+    model = conv1d_model(12, 2, [dict(kind="conv", kernel=3)], "mean", time_on="w")
+    x = model.main.inputs[0]
+    x.shape_signature = (1, -1, 2)
+    _runs(model)
+    msg = _refused(model, "has a dynamic time dimension (shape_signature [1, -1, 2])")
+    assert repr(x.name) in msg
+
+
+def test_dynamic_batch_is_accepted():
+    model = conv1d_model(12, 2, [dict(kind="conv", kernel=3)], "mean", time_on="w")
+    model.main.inputs[0].shape_signature = (-1, 12, 2)
+    c = convert_with_plan(model, "external")
+    assert verify(model, c.model).equal
+
+
+def test_two_inputs_refused():
+    g = GraphBuilder()
+    x = g.input((1, 10, 3))
+    y = g.input((1, 10, 3), name="other")
+    s = g.op("ADD", [x, y], (1, 10, 3), {"fused_activation_function": 0}, "AddOptions")
+    c = g.conv(g.reshape(s, (1, 1, 10, 3)), 3)
+    model = g.model(g.reduce("MEAN", c, [1, 2]))
+    _runs(model)
+    _refused(model, "the model has 2 inputs")
+
+
+@pytest.mark.parametrize("axis", [0, 3, -1, 7])
+def test_time_axis_out_of_range(axis):
+    model = xstream.load(zoo_model("tdnn_dilated_float"))  # input [1, 49, 20]
+    msg = _refused(model, f"--time-axis {axis} is out of range", exc=UsageError, time_axis=axis)
+    assert "[1, 49, 20]" in msg
+
+
+def test_time_axis_on_features_with_nothing_sliding_refused():
+    """Per-frame dense layers only (keep_num_dims FULLY_CONNECTED): nothing slides, nothing reads the window."""
+    g = GraphBuilder()
+    x = g.input((1, 10, 3))
+    w = g.random((4, 3))
+    y = g.op("FULLY_CONNECTED", [x, w, g.const(np.zeros(4, np.float32))], (1, 10, 4),
+             {"fused_activation_function": 0, "keep_num_dims": True}, "FullyConnectedOptions")
+    model = g.model(y)
+    _runs(model)
+    _refused(model, "nothing to stream (is --time-axis 1 right?)")
+
+
+def test_time_axis_of_one_frame_refused():
+    model = xstream.load(zoo_model("ds_cnn_kws_float"))  # [1, 49, 10, 1]: axis 3 has one "frame"
+    _refused(model, "has 1 frame(s) on axis 3; nothing to stream", time_axis=3)
+
+
+@pytest.mark.parametrize("name,index", [("tdnn_dilated_float", 1), ("causal_mean_int8", 2)])
+def test_time_axis_on_conv1d_features_refused(name, index):
+    """--time-axis 2 on a Conv1D model's [1, T, F] input: F becomes the conv's channel axis, which cannot slide."""
+    model = xstream.load(zoo_model(name))
+    _refused(model, "time is on axis 3 of its NHWC input; only height (1) or width (2) can slide",
+             (index, "CONV_2D"), time_axis=2)
+
+
+def test_time_axis_on_ds_cnn_features_streams_or_is_refused():
+    """ds_cnn_kws with --time-axis 2 (the 10 features): the conv slides there, but the Flatten head then merges
+    the real time axis; the result must be a clear refusal or a conversion that verifies, never a wrong model."""
+    model = xstream.load(zoo_model("ds_cnn_kws_float"))
+    try:
+        c = convert_with_plan(model, "external", time_axis=2)
+    except StreamingRefused as e:
+        assert re.match(r"(operator \d+ \([A-Z_0-9]+\): |the model|no operator|input )", str(e)), str(e)
+    else:
+        assert verify(model, c.model, time_axis=2).equal
+
+
+def test_output_that_is_the_shape_of_time_refused():
+    g = GraphBuilder()
+    x = g.input((1, 10, 3))
+    c = g.conv(g.reshape(x, (1, 1, 10, 3)), 3)
+    shape = g.op("SHAPE", [c], (4,), {"out_type": 2}, "ShapeOptions", dtype="int32")
+    model = g.model([g.reduce("MEAN", c, [1, 2]), shape])
+    _runs(model)
+    msg = _refused(model, "shape of a time tensor")
+    assert "no streaming form" in msg and "shape_" in msg
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hop
+
+
+@pytest.mark.parametrize("hop", [3, 5, 6, 0, -4])
+def test_hop_not_a_multiple_of_the_strides(hop):
+    model = xstream.load(zoo_model("ds_cnn_kws_int8"))  # strides 2 (conv) x 2 (pool): minimum hop 4
+    _refused(model, f"--hop {hop} is not a multiple of 4", exc=UsageError, hop=hop)
+
+
+def test_hop_longer_than_the_window():
+    model = xstream.load(zoo_model("tdnn_dilated_float"))  # 49 frames
+    _refused(model, "--hop 50 is longer than the model's window of 49 frames", exc=UsageError, hop=50)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The CLI
+
+
+def test_cli_same_padding_exits_1_with_one_line(tmp_path):
+    out = tmp_path / "out.tflite"
+    r = subprocess.run([sys.executable, "-m", "xstream", "convert", str(zoo_model("same_padding_float")),
+                        str(out)], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 1, r
+    assert r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("xstream: error: operator 1 (CONV_2D): SAME padding "), lines[0]
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no temp file left behind either
+
+
+@pytest.mark.parametrize("state", FORMS)
+def test_cli_hop_not_a_multiple_exits_2(tmp_path, state):
+    out = tmp_path / "out.tflite"
+    r = CliRunner().invoke(main, ["convert", str(zoo_model("ds_cnn_kws_float")), str(out), "--hop", "3",
+                                  "--state", state])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]
+    assert r.stderr.startswith("xstream: error: --hop 3 is not a multiple of 4")
+    assert not out.exists()
