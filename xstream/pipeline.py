@@ -9,10 +9,11 @@ from .ir import Model
 from .passes.fold_dilated_convs import fold_dilated_convs
 from .passes.insert_ring_buffers import insert_ring_buffers
 from .passes.lower_ring_buffers import EXTERNAL, VARIABLE, lower_ring_buffers
+from .passes.lower_to_circular_buffer import CIRCULAR_BUFFER, lower_to_circular_buffer
 from .passes.resolve_shapes import resolve_shapes
 
 RING_BUFFER = "ring-buffer"
-STATE_FORMS = (RING_BUFFER, VARIABLE, EXTERNAL)
+STATE_FORMS = (RING_BUFFER, VARIABLE, EXTERNAL, CIRCULAR_BUFFER)
 
 
 @dataclass
@@ -40,6 +41,8 @@ def convert_with_plan(model: Model, state: str = RING_BUFFER, hop: int | None = 
                       time_axis: int = 1) -> Conversion:
     source = normalize(model)  # 1. real shapes, dilation back in the conv options
     plan = analyze(source, time_axis=time_axis, hop=hop)  # 2. follow time, plan state (changes nothing)
+    if state == CIRCULAR_BUFFER:  # 3'. one frame per invoke, TFLM's CIRCULAR_BUFFER before each slider
+        return Conversion(lower_to_circular_buffer(source, plan).model, plan, state, source)
     streaming = insert_ring_buffers(source, plan).model  # 3. one hop in, RING_BUFFER before each slider
     if state != RING_BUFFER:
         streaming = lower_ring_buffers(streaming, state).model  # 4. builtin form of the state, if asked

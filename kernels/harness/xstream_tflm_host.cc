@@ -1,0 +1,364 @@
+/* xstream_tflm_host: run a streaming .tflite in TensorFlow Lite Micro on the host, with the RING_BUFFER kernel.
+
+   It is both xstream's test harness (`serve`, driven by `xstream verify --runtime tflm-host`) and the example to
+   copy into an application (`run`). The steps an application needs are marked 1-5 in Session::Load and
+   StartUtterance below.
+
+     xstream_tflm_host info  MODEL [--arena BYTES]
+         print the model's inputs and outputs
+     xstream_tflm_host run   MODEL FRAMES.npy OUT.npy [--utterances K] [--arena BYTES]
+         FRAMES.npy is shaped like input 0 with any length on axis 1 (time): it is cut into hops and fed one
+         hop per invoke; OUT.npy gets output 0 of every invoke that ran to the end, stacked on a new axis 0
+         (output i > 0 goes to OUT.i.npy). In the circular-buffer form an invoke whose CIRCULAR_BUFFER is still
+         collecting frames ends early (kTfLiteAbort) and gives no output. With --utterances K the same frames are fed K times with a reset in between, and the
+         run checks that every utterance gives the outputs of the first.
+     xstream_tflm_host serve MODEL [--arena BYTES]
+         a binary protocol on stdin/stdout (see Serve) for a test driver.
+
+   Works for every form `xstream convert` writes: ring-buffer (RING_BUFFER custom ops), variable (resource
+   variables), external (state as extra inputs/outputs: serve only) and circular-buffer (TFLM's own
+   CIRCULAR_BUFFER, which returns kTfLiteAbort while it waits for frames). */
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "host_op_resolver.h"
+#include "npy.h"
+#include "ring_buffer.h"
+#include "tensorflow/lite/micro/micro_allocator.h"
+#include "tensorflow/lite/micro/micro_context.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_resource_variable.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+
+namespace tflm = XSTREAM_TFLM_NAMESPACE;
+using xstream_host::HostOpResolver;
+
+namespace {
+
+constexpr size_t kDefaultArena = 4 << 20;
+constexpr unsigned kMaxOps = 64;
+
+const char* DtypeName(TfLiteType t) {
+  switch (t) {
+    case kTfLiteInt8: return "int8";
+    case kTfLiteUInt8: return "uint8";
+    case kTfLiteInt16: return "int16";
+    case kTfLiteInt32: return "int32";
+    case kTfLiteInt64: return "int64";
+    case kTfLiteFloat32: return "float32";
+    case kTfLiteFloat64: return "float64";
+    case kTfLiteBool: return "bool";
+    default: return "unknown";
+  }
+}
+
+size_t TensorBytes(const TfLiteTensor* t) {
+  size_t n = 1;
+  for (int i = 0; i < t->dims->size; ++i) n *= static_cast<size_t>(t->dims->data[i]);
+  switch (t->type) {
+    case kTfLiteInt8: case kTfLiteUInt8: case kTfLiteBool: return n;
+    case kTfLiteInt16: return 2 * n;
+    case kTfLiteInt32: case kTfLiteFloat32: return 4 * n;
+    case kTfLiteInt64: case kTfLiteFloat64: return 8 * n;
+    default: return 0;
+  }
+}
+
+bool ReadFile(const std::string& path, std::vector<uint8_t>* out) {
+  FILE* f = fopen(path.c_str(), "rb");
+  if (f == nullptr) return false;
+  uint8_t chunk[1 << 16];
+  size_t got;
+  while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) out->insert(out->end(), chunk, chunk + got);
+  fclose(f);
+  return true;
+}
+
+int BuiltinCode(const tflm::OperatorCode* code) {
+  return code->builtin_code() > code->deprecated_builtin_code() ? code->builtin_code()
+                                                                 : code->deprecated_builtin_code();
+}
+
+struct Session {
+  std::vector<uint8_t> model_data;  // the flatbuffer must outlive the interpreter
+  std::vector<uint8_t> arena;
+  HostOpResolver<kMaxOps> resolver;
+  tflm::MicroInterpreter* interpreter = nullptr;
+  alignas(16) uint8_t interpreter_storage[sizeof(tflm::MicroInterpreter)];
+  int ring_buffers = 0;    // RING_BUFFER ops in the model
+  int var_handles = 0;     // VAR_HANDLE ops in all subgraphs (the `variable` form)
+
+  ~Session() {
+    if (interpreter != nullptr) interpreter->~MicroInterpreter();
+  }
+
+  bool Load(const std::string& path, size_t arena_bytes, std::string* error) {
+    if (!ReadFile(path, &model_data) || model_data.empty()) {
+      *error = "cannot read " + path;
+      return false;
+    }
+    flatbuffers::Verifier verifier(model_data.data(), model_data.size());
+    if (!tflm::VerifyModelBuffer(verifier)) {
+      *error = path + " is not a valid .tflite flatbuffer";
+      return false;
+    }
+    // 1. The model.
+    const tflm::Model* model = tflm::GetModel(model_data.data());
+    for (const tflm::SubGraph* sg : *model->subgraphs()) {
+      if (sg->operators() == nullptr) continue;
+      for (const tflm::Operator* op : *sg->operators()) {
+        const tflm::OperatorCode* code = model->operator_codes()->Get(op->opcode_index());
+        if (BuiltinCode(code) == tflm::BuiltinOperator_VAR_HANDLE) ++var_handles;
+        if (BuiltinCode(code) == tflm::BuiltinOperator_CUSTOM && code->custom_code() != nullptr &&
+            code->custom_code()->str() == xstream::kRingBufferCustomCode)
+          ++ring_buffers;
+      }
+    }
+    // 2. The ops: the builtins, xstream's RING_BUFFER (the one line an application adds) and TFLM's own
+    //    CIRCULAR_BUFFER for the circular-buffer form.
+    if (!xstream_host::AddXstreamBuiltins(resolver) || xstream::AddRingBuffer(resolver) != kTfLiteOk ||
+        resolver.AddCustom("CIRCULAR_BUFFER", tflm::Register_CIRCULAR_BUFFER()) != kTfLiteOk) {
+      *error = "op resolver is full";
+      return false;
+    }
+    // 3. Memory: one arena. The variable form also needs MicroResourceVariables, one slot per variable.
+    arena.resize(arena_bytes);
+    tflm::MicroAllocator* allocator = tflm::MicroAllocator::Create(arena.data(), arena.size());
+    if (allocator == nullptr) {
+      *error = "arena too small for the allocator";
+      return false;
+    }
+    tflm::MicroResourceVariables* variables = nullptr;
+    if (var_handles > 0) {
+      variables = tflm::MicroResourceVariables::Create(allocator, var_handles);
+      if (variables == nullptr) {
+        *error = "cannot allocate resource variables";
+        return false;
+      }
+    }
+    // 4. The interpreter. AllocateTensors runs every op's Init and Prepare (RING_BUFFER allocates its state
+    //    there) and then Reset, so the state starts at the zero point.
+    interpreter = new (interpreter_storage) tflm::MicroInterpreter(model, resolver, allocator, variables);
+    if (interpreter->AllocateTensors() != kTfLiteOk) {
+      *error = "AllocateTensors failed (an unsupported op, a shape the kernels refuse, or --arena too small)";
+      return false;
+    }
+    return true;
+  }
+
+  // 5. A new utterance: forget the previous one's frames.
+  TfLiteStatus StartUtterance() {
+    if (ring_buffers > 0 && var_handles == 0) {
+      // Ring-buffer form: reset exactly the RING_BUFFER states of this interpreter.
+      return xstream::ResetRingBuffers(*interpreter) == ring_buffers ? kTfLiteOk : kTfLiteError;
+    }
+    // Any form: every kernel's reset hook, variable tensors (CIRCULAR_BUFFER's) to their zero point, resource
+    // variables to their zero point (the variable form's state).
+    return interpreter->Reset();
+  }
+};
+
+void Describe(FILE* out, Session& s) {
+  tflm::MicroInterpreter& it = *s.interpreter;
+  auto tensor = [&](TfLiteTensor* t) {
+    fprintf(out, "%s %.9g %d %d", DtypeName(t->type), static_cast<double>(t->params.scale),
+            static_cast<int>(t->params.zero_point), t->dims->size);
+    for (int i = 0; i < t->dims->size; ++i) fprintf(out, " %d", t->dims->data[i]);
+    fprintf(out, "\n");
+  };
+  fprintf(out, "inputs %zu\n", it.inputs_size());
+  for (size_t i = 0; i < it.inputs_size(); ++i) tensor(it.input(i));
+  fprintf(out, "outputs %zu\n", it.outputs_size());
+  for (size_t i = 0; i < it.outputs_size(); ++i) tensor(it.output(i));
+  fprintf(out, "ring_buffers %d\nresource_variables %d\narena_used %zu\n", s.ring_buffers, s.var_handles,
+          it.arena_used_bytes());
+}
+
+bool ReadExactly(FILE* in, uint8_t* dst, size_t n) { return fread(dst, 1, n, in) == n; }
+
+/* serve: after a text header (Describe, then "ready"), commands of one byte on stdin:
+     'I' + the bytes of every input, in order  ->  status byte ('0' ok, 'A' kTfLiteAbort: the rest of the graph
+                                                   was skipped, 'E' error) + the bytes of every output
+     'R'                                        ->  status byte: a new utterance (Session::StartUtterance)
+     'Q' or end of input                        ->  exit
+   stdout is moved to stderr so that anything TFLM prints cannot corrupt the protocol. */
+int Serve(Session& s) {
+  const int proto_fd = dup(STDOUT_FILENO);
+  dup2(STDERR_FILENO, STDOUT_FILENO);
+  FILE* out = fdopen(proto_fd, "wb");
+  if (out == nullptr) return 2;
+  fprintf(out, "XSTREAM-TFLM-HOST 1\n");
+  Describe(out, s);
+  fprintf(out, "ready\n");
+  fflush(out);
+  tflm::MicroInterpreter& it = *s.interpreter;
+  for (;;) {
+    int cmd = fgetc(stdin);
+    if (cmd == EOF || cmd == 'Q') return 0;
+    if (cmd == 'R') {
+      fputc(s.StartUtterance() == kTfLiteOk ? '0' : 'E', out);
+    } else if (cmd == 'I') {
+      for (size_t i = 0; i < it.inputs_size(); ++i) {
+        TfLiteTensor* t = it.input(i);
+        if (!ReadExactly(stdin, reinterpret_cast<uint8_t*>(t->data.raw), TensorBytes(t))) return 2;
+      }
+      const TfLiteStatus status = it.Invoke();
+      if (status != kTfLiteOk && status != tflm::kTfLiteAbort) {
+        fputc('E', out);
+      } else {
+        fputc(status == kTfLiteOk ? '0' : 'A', out);
+        for (size_t i = 0; i < it.outputs_size(); ++i) {
+          TfLiteTensor* t = it.output(i);
+          fwrite(t->data.raw, 1, TensorBytes(t), out);
+        }
+      }
+    } else {
+      fprintf(stderr, "serve: unknown command byte %d\n", cmd);
+      return 2;
+    }
+    fflush(out);
+  }
+}
+
+int Run(Session& s, const std::string& frames_path, const std::string& out_path, int utterances) {
+  tflm::MicroInterpreter& it = *s.interpreter;
+  if (it.inputs_size() != 1) {
+    fprintf(stderr, "run feeds one input; this model has %zu (the external form: use serve and feed each "
+                    "S_next back as S)\n", it.inputs_size());
+    return 2;
+  }
+  TfLiteTensor* in = it.input(0);
+  xstream_host::NpyArray frames;
+  std::string error;
+  if (!xstream_host::ReadNpy(frames_path, &frames, &error)) {
+    fprintf(stderr, "%s\n", error.c_str());
+    return 2;
+  }
+  const std::string dtype = DtypeName(in->type);
+  bool fits = xstream_host::SameDescr(frames.descr, xstream_host::NpyDescr(dtype)) &&
+              in->dims->size >= 2 && in->dims->data[0] == 1 &&
+              static_cast<int>(frames.shape.size()) == in->dims->size;
+  for (int i = 0; fits && i < in->dims->size; ++i)
+    if (i != 1 && frames.shape[i] != in->dims->data[i]) fits = false;
+  if (!fits) {
+    fprintf(stderr, "%s must be %s shaped like input 0 with any length on axis 1\n", frames_path.c_str(),
+            dtype.c_str());
+    return 2;
+  }
+  const size_t hop_bytes = TensorBytes(in);  // batch 1: one hop is contiguous
+  const size_t steps = frames.data.size() / hop_bytes;
+  if (steps == 0) {
+    fprintf(stderr, "%s holds less than one hop (%d frames)\n", frames_path.c_str(), in->dims->data[1]);
+    return 2;
+  }
+  std::vector<std::vector<uint8_t>> outputs(it.outputs_size());
+  size_t skipped = 0, written = 0, first_utterance = 0;
+  bool identical = true;
+  for (int u = 0; u < utterances; ++u) {
+    if (u > 0 && s.StartUtterance() != kTfLiteOk) {
+      fprintf(stderr, "reset failed\n");
+      return 2;
+    }
+    size_t done = 0;  // invokes of this utterance that ran to the end
+    for (size_t k = 0; k < steps; ++k) {
+      memcpy(in->data.raw, frames.data.data() + k * hop_bytes, hop_bytes);
+      const TfLiteStatus status = it.Invoke();
+      if (status == tflm::kTfLiteAbort) {
+        ++skipped;  // a CIRCULAR_BUFFER is still collecting frames: no new output this invoke
+        continue;
+      }
+      if (status != kTfLiteOk) {
+        fprintf(stderr, "Invoke failed at utterance %d, step %zu\n", u + 1, k);
+        return 2;
+      }
+      for (size_t j = 0; j < it.outputs_size(); ++j) {
+        TfLiteTensor* t = it.output(j);
+        const uint8_t* p = reinterpret_cast<const uint8_t*>(t->data.raw);
+        const size_t bytes = TensorBytes(t);
+        if (u > 0) {
+          identical = identical && done < first_utterance &&
+                      memcmp(outputs[j].data() + done * bytes, p, bytes) == 0;
+        }
+        outputs[j].insert(outputs[j].end(), p, p + bytes);
+      }
+      ++done;
+      ++written;
+    }
+    if (u == 0) first_utterance = done;
+    if (u > 0) {
+      identical = identical && done == first_utterance;
+      printf("utterance %d after reset: %s utterance 1\n", u + 1, identical ? "identical to" : "DIFFERENT from");
+    }
+  }
+  for (size_t j = 0; j < it.outputs_size(); ++j) {
+    TfLiteTensor* t = it.output(j);
+    std::vector<int64_t> shape = {static_cast<int64_t>(written)};
+    for (int i = 0; i < t->dims->size; ++i) shape.push_back(t->dims->data[i]);
+    std::string path = out_path;
+    if (j > 0) {
+      const std::string stem = path.size() > 4 && path.compare(path.size() - 4, 4, ".npy") == 0
+                                   ? path.substr(0, path.size() - 4) : path;
+      path = stem + "." + std::to_string(j) + ".npy";
+    }
+    if (!xstream_host::WriteNpy(path, xstream_host::NpyDescr(DtypeName(t->type)), shape, outputs[j].data(),
+                                outputs[j].size())) {
+      fprintf(stderr, "cannot write %s\n", path.c_str());
+      return 2;
+    }
+  }
+  printf("%zu invoke(s) of %d frame(s) x %d utterance(s), %zu skipped by CIRCULAR_BUFFER; %zu output(s) in %s\n",
+         steps, in->dims->data[1], utterances, skipped, written, out_path.c_str());
+  return identical ? 0 : 3;
+}
+
+int Usage() {
+  fprintf(stderr,
+          "usage: xstream_tflm_host info  MODEL [--arena BYTES]\n"
+          "       xstream_tflm_host run   MODEL FRAMES.npy OUT.npy [--utterances K] [--arena BYTES]\n"
+          "       xstream_tflm_host serve MODEL [--arena BYTES]\n");
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) return Usage();
+  const std::string command = argv[1];
+  std::vector<std::string> positional;
+  size_t arena = kDefaultArena;
+  int utterances = 1;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    if ((a == "--arena" || a == "--utterances") && i + 1 < argc) {
+      const long v = strtol(argv[++i], nullptr, 10);
+      if (v < 1) return Usage();
+      if (a == "--arena") arena = static_cast<size_t>(v);
+      else utterances = static_cast<int>(v);
+    } else {
+      positional.push_back(a);
+    }
+  }
+  const size_t want = command == "run" ? 3 : 1;
+  if (positional.size() != want || (command != "run" && command != "serve" && command != "info")) return Usage();
+
+  std::unique_ptr<Session> session(new Session());
+  std::string error;
+  if (!session->Load(positional[0], arena, &error)) {
+    fprintf(stderr, "xstream_tflm_host: %s\n", error.c_str());
+    return 2;
+  }
+  if (command == "info") {
+    Describe(stdout, *session);
+    return 0;
+  }
+  if (command == "serve") return Serve(*session);
+  return Run(*session, positional[1], positional[2], utterances);
+}

@@ -1,0 +1,198 @@
+"""The `circular-buffer` form: state in TFLite Micro's own CIRCULAR_BUFFER custom op, whose kernel ships with TFLM.
+
+CIRCULAR_BUFFER (tensorflow/lite/micro/kernels/circular_buffer.cc) takes one frame `[1, 1, 1, depth]` per invoke,
+shifts it into its output `[1, N, 1, depth]` (a variable tensor that holds the state, set to the zero point on
+reset), and, with the flexbuffer option `cycles_max = s`, ends the invoke (kTfLiteAbort: the rest of the graph is
+skipped) on s - 1 of every s invokes. So the model takes ONE input frame per invoke, and a slider with stride s
+runs every s-th time its buffer is reached. A plan with hop H then produces its outputs on every H-th invoke,
+equal to the ring-buffer form's output at the same frame.
+
+This pass applies a StreamPlan (computed at the smallest hop) to the folded original:
+- every tensor on the time path gets 1 frame (the ring-buffer form gives it hop/stride);
+- each tensor that needs history gets, per stride of its readers, RESHAPE to `[1,1,1,depth]` + CIRCULAR_BUFFER of
+  N frames (N = the longest receptive field + delay of those readers; a head's whole original length) + RESHAPE
+  back, and STRIDED_SLICE views for readers that need fewer or older frames;
+- ops are ordered by frame rate, the buffer that skips (cycles_max > 1) last at its rate, so an abort skips only
+  the ops that run at the slower rate.
+
+It refuses, naming the tensor or operator: non-int8 state (TFLM's kernel supports int8 only), a frame that is not
+contiguous (time is not the outermost non-trivial axis, so no reshape to `[1,1,1,depth]` exists), and two strided
+readers at the same frame rate (one abort per rate is all CIRCULAR_BUFFER can express).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from flatbuffers import flexbuffers
+
+from .. import ops
+from ..analysis import StreamPlan
+from ..errors import StreamingRefused
+from ..ir import Model, Operator, Tensor
+from . import PassResult
+from .insert_ring_buffers import _fix_reshape, _remove_time_padding, _uncrop_time
+
+CIRCULAR_BUFFER = "circular-buffer"
+CUSTOM_CODE = "CIRCULAR_BUFFER"
+
+
+def encode_options(cycles_max: int) -> bytes:
+    return bytes(flexbuffers.Dumps({"cycles_max": int(cycles_max)}))
+
+
+def is_circular_buffer(op: Operator) -> bool:
+    return op.type == "CUSTOM" and op.custom_code == CUSTOM_CODE
+
+
+def _refuse(what: str, why: str) -> StreamingRefused:
+    return StreamingRefused(f"--state circular-buffer: {what}: {why}; use --state ring-buffer or variable")
+
+
+def lower_to_circular_buffer(model: Model, plan: StreamPlan) -> PassResult:
+    """Return the circular-buffer streaming form of `model` (the folded original that `plan` was computed on)."""
+    new, copy_of = model.copy_mapped()
+    sg = new.main
+    needs = _buffer_needs(plan)
+
+    # Checks that need only the plan, before anything changes.
+    for t, axis, _ in needs.values():
+        if t.dtype != "int8":
+            raise _refuse(f"tensor {t.name!r} ({t.dtype})", "TFLite Micro's CIRCULAR_BUFFER kernel supports int8 "
+                                                           "only")
+        outer = int(np.prod(t.shape[:axis], dtype=np.int64))
+        if outer != 1:
+            raise _refuse(f"tensor {t.name!r} of shape {list(t.shape)}",
+                          f"time is axis {axis} with {outer} rows before it, so a frame is not contiguous "
+                          "and cannot be reshaped to CIRCULAR_BUFFER's [1, 1, 1, depth]")
+
+    # 1 frame per invoke on the whole time path.
+    rate: dict[int, int] = {}
+    for key, info in plan.times.items():
+        t = copy_of(plan.tensors[key])
+        t.set_shape(ops.with_axis(t.shape, info.axis, 1))
+        rate[id(t)] = info.stride
+    for op, axis in plan.crops:
+        _uncrop_time(copy_of(op), axis, 1)
+    for op in plan.time_reshapes + plan.heads:
+        if op.type == "RESHAPE":
+            _fix_reshape(copy_of(op))
+
+    gates: dict[int, list[Operator]] = {}  # frame rate -> buffers that skip (cycles_max > 1)
+    gate_ops: set[int] = set()
+    for original, axis, readers in needs.values():
+        x = copy_of(original)
+        depth = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+        groups: dict[int, list] = {}
+        for r in readers:
+            groups.setdefault(r.stride, []).append(r)
+        new_ops: list[Operator] = []
+        frame = x
+        if list(x.shape) != [1, 1, 1, depth]:
+            frame = ops.like(x, f"{x.name}/frame", (1, 1, 1, depth))
+            new_ops.append(ops.reshape(x, frame))
+            rate[id(frame)] = rate[id(x)]
+        for stride, group in sorted(groups.items()):
+            frames = max(r.lag + r.length for r in group)
+            tag = f"{x.name}/circular_buffer" + (f"_s{stride}" if len(groups) > 1 else "")
+            held = ops.like(x, tag, (1, frames, 1, depth))
+            held.is_variable = True  # the state lives in this tensor: never shared in the arena
+            cb = Operator("CUSTOM", [frame], [held], custom_code=CUSTOM_CODE, custom_options=encode_options(stride),
+                          custom_options_format=0)
+            new_ops.append(cb)
+            rate[id(held)] = rate[id(x)]
+            if stride > 1:
+                gates.setdefault(rate[id(x)], []).append(cb)
+                gate_ops.add(id(cb))
+            buffered = held
+            if tuple(ops.with_axis(x.shape, axis, frames)) != (1, frames, 1, depth):
+                buffered = ops.like(x, f"{tag}/frames", ops.with_axis(x.shape, axis, frames))
+                new_ops.append(ops.reshape(held, buffered))
+                rate[id(buffered)] = rate[id(x)]
+            views: dict[tuple[int, int], Tensor] = {(0, frames): buffered}
+            for r in group:
+                window = (r.lag, r.length)
+                if window not in views:
+                    view = ops.like(x, f"{tag}/frames_{frames - r.lag - r.length}_{frames - r.lag}",
+                                    ops.with_axis(x.shape, axis, r.length))
+                    new_ops.append(ops.strided_slice(buffered, axis, frames - r.lag - r.length, frames - r.lag,
+                                                     view))
+                    rate[id(view)] = rate[id(x)]
+                    views[window] = view
+                copy_of(r.op).inputs[r.slot] = views[window]
+        first_reader = min(sg.index_of(copy_of(r.op)) for r in readers)
+        sg.operators[first_reader:first_reader] = new_ops
+
+    for pad in plan.causal_pads:
+        _remove_time_padding(new, sg, copy_of(pad), plan.times[id(pad.inputs[0])].axis)
+    for t in sg.tensors():
+        t.shape_signature = None
+    sg.cleanup()
+    sg.toposort()
+
+    for r, cbs in gates.items():
+        if len(cbs) > 1:
+            names = ", ".join(repr(cb.outputs[0].name) for cb in cbs)
+            raise _refuse(f"buffers {names}", f"{len(cbs)} strided readers take frames at the same rate (every "
+                                              f"{r} input frame(s)); CIRCULAR_BUFFER can only skip the rest of the "
+                                              "graph, so one rate change per frame rate fits")
+    _order_by_rate(sg, rate, gate_ops)
+    return PassResult(new, True)
+
+
+@dataclass
+class _Need:
+    """One reader of a tensor's history in the circular-buffer form: `length` frames ending `lag` frames before the
+    newest, taken every `stride`-th frame."""
+
+    op: Operator
+    slot: int
+    lag: int
+    length: int
+    stride: int
+
+
+def _buffer_needs(plan: StreamPlan) -> dict[int, tuple[Tensor, int, list[_Need]]]:
+    """Per tensor (of the planned model): its time axis and the readers that need a buffer at one frame per
+    invoke. The plan's states cover the readers that need history at its hop; a strided slider whose window fits
+    in one hop (e.g. a pool of 2 with stride 2 at hop 2) needs none there but does here, one frame at a time."""
+    stride_of = {id(s.op): s.stride for s in plan.slides}
+    needs: dict[int, tuple[Tensor, int, list[_Need]]] = {}
+    seen: set[tuple[int, int]] = set()
+    for state in plan.states:
+        for r in state.readers:
+            stride = 1 if r.full_length is not None else stride_of.get(id(r.op), 1)
+            length = r.full_length if r.full_length is not None else r.extra + stride
+            needs.setdefault(id(state.tensor), (state.tensor, state.axis, []))[2].append(
+                _Need(r.op, r.slot, r.lag, length, stride))
+            seen.add((id(r.op), r.slot))
+    for s in plan.slides:
+        if (id(s.op), 0) in seen or (s.receptive_field == 1 and s.stride == 1):
+            continue
+        x = s.op.inputs[0]
+        needs.setdefault(id(x), (x, plan.times[id(x)].axis, []))[2].append(
+            _Need(s.op, 0, 0, s.receptive_field, s.stride))
+    return needs
+
+
+def _order_by_rate(sg, rate: dict[int, int], gate_ops: set[int]) -> None:
+    """Stable-sort the (topologically sorted) ops by (frame rate, after the rate's skipping buffer): ops of a
+    faster rate never sit behind a buffer that aborts the invoke. The key never decreases along an edge, so the
+    order stays topological."""
+    produced_by = {id(t): op for op in sg.operators for t in op.outputs}
+    key: dict[int, tuple[int, int]] = {}
+    for op in sg.operators:
+        base = (0, 0)
+        rates = [rate[id(t)] for t in op.outputs if id(t) in rate]
+        if id(op) in gate_ops:
+            base = (rate[id(op.inputs[0])], 1)
+        elif rates:
+            base = (max(rates), 0)
+        k = base
+        for t in op.inputs:
+            p = produced_by.get(id(t)) if t is not None else None
+            if p is not None:
+                k = max(k, key[id(p)])
+        key[id(op)] = k
+    sg.operators.sort(key=lambda op: key[id(op)])
