@@ -249,7 +249,7 @@ def test_verify_detects_a_wrong_initial_state(tmp_path):
 
 def test_verify_usage_errors(tmp_path):
     r = _invoke("verify", zoo_model("tdnn_dilated_float"), zoo_model("tdnn_dilated_float"))
-    assert r.exit_code == 2 and "carries no state" in r.stderr
+    assert r.exit_code == 2 and "keeps no state and takes the whole window" in r.stderr
     out = tmp_path / "s.tflite"
     assert _invoke("convert", zoo_model("tdnn_dilated_float"), out).exit_code == 0
     r = _invoke("verify", zoo_model("tdnn_dilated_float"), out, "--sequences", "0")

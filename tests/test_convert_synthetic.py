@@ -237,10 +237,6 @@ def test_verify_per_frame_output():
     assert not verify(model, bad).equal
 
 
-@pytest.mark.xfail(strict=True, raises=UsageError, reason=(
-    "xstream/verify.py _detect_form(): a conversion that needs no state (conv kernel 2 stride 2, hop 2) is a "
-    "valid streaming model with no RING_BUFFER/variables/state inputs; verify() refuses it with 'the second "
-    "model carries no state ... is it the output of `xstream convert`?'"))
 def test_verify_stateless_conversion():
     model = conv1d_model(10, 2, [dict(kind="conv", kernel=2, stride=2)], "none", time_on="h")
     s = xstream.convert(model, state="external")
@@ -249,6 +245,6 @@ def test_verify_stateless_conversion():
 
 
 def test_stateless_and_per_frame_conversions_are_right():
-    """What the two xfails above would check, done by check_stream: the conversions themselves are right."""
+    """The same conversions checked by check_stream, independently of verify."""
     for layers in ([dict(kind="conv", kernel=3)], [dict(kind="conv", kernel=2, stride=2)]):
         assert check_case(10, 2, layers, "none", "float32", "h") == "ok"

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import __version__
 from .errors import UsageError, XstreamError
-from .pipeline import STATE_FORMS, convert_with_plan
+from .pipeline import STATE_FORMS, TARGETS, convert_with_plan
 from .reader import load
 from .report import conversion_report
 from .summary import stream_summary, summarize
@@ -184,20 +184,24 @@ def _same_file(a: str, b: str) -> bool:
 @main.command()
 @click.argument("input_path", metavar="IN", type=click.Path())
 @click.argument("output_path", metavar="OUT", type=click.Path())
-@click.option("--state", type=click.Choice(STATE_FORMS), default="ring-buffer", show_default=True,
-              help="How state is kept: RING_BUFFER custom ops, builtin resource variables, or extra model I/O.")
+@click.option("--state", type=click.Choice(STATE_FORMS), default=None,
+              help="How state is kept: RING_BUFFER custom ops (default), builtin resource variables, extra model "
+                   "I/O, or TFLite Micro's CIRCULAR_BUFFER (int8).")
+@click.option("--target", type=click.Choice(list(TARGETS)), default=None,
+              help="Preset for a runtime: xcore (XMOS xformer), tflm (TFLite Micro), litert; picks --state and "
+                   "what else the runtime needs.")
 @click.option("--hop", type=int, default=None, help="Input frames per step (default: the smallest exact hop, "
                                                     "the product of the strides along time).")
 @click.option("--time-axis", type=int, default=1, show_default=True, help="Axis of the model input that is time.")
 @click.option("--force", is_flag=True, help="Allow OUT to be the same file as IN.")
 @click.option("--json", "as_json", is_flag=True, help="Print the conversion summary as JSON (for CI).")
-def convert(input_path: str, output_path: str, state: str, hop: int | None, time_axis: int, force: bool,
-            as_json: bool) -> None:
+def convert(input_path: str, output_path: str, state: str | None, target: str | None, hop: int | None,
+            time_axis: int, force: bool, as_json: bool) -> None:
     """Rewrite IN into a streaming model OUT that takes one hop of frames per invoke."""
     if _same_file(input_path, output_path) and not force:
         raise UsageError(f"{output_path}: OUT is the input file; choose another path or pass --force")
     model = load(input_path)
-    result = convert_with_plan(model, state=state, hop=hop, time_axis=time_axis)
+    result = convert_with_plan(model, state=state, hop=hop, time_axis=time_axis, target=target)
     save(result.model, output_path)
     report = conversion_report(input_path, output_path, model, result)
     if as_json:
@@ -232,6 +236,11 @@ def _format_conversion(r: dict) -> str:
         lines.append(f"heads     {', '.join(r['heads'])} (read the whole window from a ring buffer)")
     lines.append(f"state     {r['state_bytes']} bytes in {len(r['states'])} buffer(s) (minimum by STREAMING.md "
                  f"{r['minimum_state_bytes']}), form {r['state_form']}")
+    if r["frames_per_invoke"] != r["hop"]:
+        lines.append(f"invokes   {r['frames_per_invoke']} frame(s) per invoke; the outputs of a step are those of "
+                     f"its last invoke (every {r['hop'] // r['frames_per_invoke']}th)")
+    if r["target"]:
+        lines.append(f"target    {r['target']}: {r['target_note']}")
     return "\n".join(lines)
 
 

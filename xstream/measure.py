@@ -276,6 +276,9 @@ def model_state(model: Model) -> list[StateBuffer]:
             n = x.shape[axis]
             keep = max(frames - n, 0)
             states.append(StateBuffer(x.name, "ring-buffer", keep * (x.nbytes // n if n else 0), False))
+        elif op.type == "CUSTOM" and op.custom_code == "CIRCULAR_BUFFER":
+            # Its output is a variable tensor holding the last N frames: the state itself.
+            states.append(StateBuffer(op.inputs[0].name, "circular-buffer", op.outputs[0].nbytes, False))
     variables: dict[str, int] = {}
     handles: dict[int, str] = {}
     for _, op in model.operators():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from .pipeline import Conversion
 from .ir import Model
+from .measure import measure
+from .pipeline import TARGETS, Conversion
 
 
 def conversion_report(input_path: str, output_path: str, original: Model, result: Conversion) -> dict:
     plan = result.plan
+    kept = measure(result.model)
     return {
         "input": input_path,
         "output": output_path,
@@ -24,8 +26,11 @@ def conversion_report(input_path: str, output_path: str, original: Model, result
                           "dilation": s.dilation, "frames_in": s.frames_in, "frames_out": s.frames_out}
                          for s in plan.slides],
         "heads": [op.kind for op in plan.heads],
-        "states": [{"tensor": s.tensor.name, "axis": s.axis, "frames": s.frames, "state_frames": s.state_frames,
-                    "bytes": s.state_bytes, "dtype": s.tensor.dtype} for s in plan.states],
-        "state_bytes": plan.state_bytes,
+        # What the emitted model keeps (each form keeps the plan's state its own way).
+        "states": [{"tensor": b.name, "form": b.form, "bytes": b.bytes} for b in kept.states],
+        "state_bytes": kept.state_bytes,
+        "frames_per_invoke": result.model.main.inputs[0].shape[plan.time_axis],
+        "target": result.target,
+        "target_note": TARGETS[result.target].why if result.target else None,
         "minimum_state_bytes": plan.minimum_state_bytes,
     }

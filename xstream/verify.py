@@ -17,6 +17,7 @@ from .errors import UsageError, XstreamError
 from .ir import Model
 from .passes.lower_ring_buffers import VARIABLE, lower_ring_buffers
 from .pipeline import normalize
+from .reader import read_bytes
 from .ring_buffer import is_ring_buffer
 from .writer import serialize
 
@@ -83,22 +84,21 @@ class _TFLM:
         except ImportError:
             raise UsageError("--runtime tflm needs the tflite-micro package (pip install tflite-micro)") from None
         self.it = runtime.Interpreter.from_bytes(data)
-        self.inputs = self._details(self.it.get_input_details)
-        self.outputs = self._details(self.it.get_output_details)
+        main = read_bytes(data).main  # the counts: probing past the last index makes TFLM print errors
+        self.inputs = self._details(self.it.get_input_details, len(main.inputs))
+        self.outputs = self._details(self.it.get_output_details, len(main.outputs))
 
     @staticmethod
-    def _details(get) -> list[dict]:
+    def _details(get, count: int) -> list[dict]:
         """Its details, in LiteRT's layout (shape, dtype, quantization=(scale, zero_point))."""
         out = []
-        while True:
-            try:
-                d = get(len(out))
-            except Exception:
-                return out
+        for i in range(count):
+            d = get(i)
             q = d.get("quantization_parameters") or {}
             zps = list(q.get("zero_points", [])) or [0]
             scales = list(q.get("scales", [])) or [0.0]
             out.append({"shape": d["shape"], "dtype": d["dtype"], "quantization": (scales[0], zps[0])})
+        return out
 
     def reset(self) -> None:
         self.it.reset()
@@ -250,9 +250,11 @@ def _detect_form(model: Model) -> str:
         return "ring-buffer"
     if any(op.type == "VAR_HANDLE" for _, op in model.operators()):
         return "variable"
+    if any(op.type == "CUSTOM" and op.custom_code == "CIRCULAR_BUFFER" for op in model.main.operators):
+        return "circular-buffer"
     if len(model.main.inputs) > 1:
         return "external"
-    return "none"
+    return "stateless"  # a stream that needs no history (e.g. stride = kernel), or not a converted model
 
 
 def _random_frames(shape, dtype, rng: np.random.Generator) -> np.ndarray:
@@ -274,23 +276,33 @@ def verify(original: Model, streaming: Model, *, time_axis: int = 1, steps: int 
            kernels: str = "builtin") -> VerifyResult:
     """Run both models on the same frames and compare every step the contract covers."""
     form = _detect_form(streaming)
-    if form == "none":
-        raise UsageError("the second model carries no state (no RING_BUFFER, variables or state inputs); "
-                         "is it the output of `xstream convert`?")
     s_in = streaming.main.inputs[0]
     o_in = original.main.inputs[0]
     if not 0 < time_axis < len(o_in.shape) or len(s_in.shape) != len(o_in.shape):
         raise UsageError(f"--time-axis {time_axis} does not fit inputs {list(o_in.shape)} and {list(s_in.shape)}")
-    hop = s_in.shape[time_axis]
+    per_invoke = s_in.shape[time_axis]
     source = normalize(original)
-    plan: StreamPlan = analyze(source, time_axis=time_axis, hop=hop)
+    # A circular-buffer model takes one frame per invoke and keeps the plan of the smallest hop.
+    plan: StreamPlan = analyze(source, time_axis=time_axis,
+                               hop=None if form == "circular-buffer" else per_invoke)
     notes = []
+    if form == "stateless":
+        if per_invoke == o_in.shape[time_axis]:
+            raise UsageError("the second model keeps no state and takes the whole window of "
+                             f"{per_invoke} frames: is it the output of `xstream convert`?")
+        notes.append("the streaming model keeps no state between steps")
+    reference = original
+    if runtime != "litert" and any(op.type == "SPACE_TO_BATCH_ND" for op in original.main.operators):
+        # TFLite Micro computes TF's atrous blocks wrongly; the folded original is the same maths as one conv.
+        reference = source
+        notes.append("reference: the original with its SPACE_TO_BATCH_ND blocks folded into dilated convs "
+                     "(TFLite Micro computes the blocks wrongly)")
     if form == "ring-buffer" and runtime == "tflm-host":
         notes.append("RING_BUFFER ops ran in xstream's TFLite Micro kernel (kernels/ring_buffer)")
     elif form == "ring-buffer":
         streaming = lower_ring_buffers(streaming, VARIABLE).model
         notes.append("RING_BUFFER ops lowered to resource variables to run without the custom kernel")
-    orig = _runner(serialize(original), runtime, kernels)
+    orig = _runner(serialize(reference), runtime, kernels)
     strm = _runner(serialize(streaming), runtime, kernels)
 
     # External state: each extra input S is fed the output named S_next of the previous step.
@@ -331,9 +343,10 @@ def verify(original: Model, streaming: Model, *, time_axis: int = 1, steps: int 
         state = [np.full(d["shape"], d["quantization"][1] if np.issubdtype(np.dtype(d["dtype"]), np.integer)
                          else 0, dtype=d["dtype"]) for d in strm.inputs[1:]]
         for k in range(steps):
-            x = np.take(xs, range(k * H, (k + 1) * H), axis=time_axis).astype(in_dtype)
-            outs = strm([x] + state)
-            state = [outs[f] for f in feedback]
+            for i in range(k * H, (k + 1) * H, per_invoke):  # one invoke per step, or one per frame
+                x = np.take(xs, range(i, i + per_invoke), axis=time_axis).astype(in_dtype)
+                outs = strm([x] + state)
+                state = [outs[f] for f in feedback]
             last = (k + 1) * H - 1 + D
             covered = k == plan.compare_step if causal else k >= plan.warmup
             if not covered or last - T + 1 < 0:
