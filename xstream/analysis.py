@@ -480,7 +480,9 @@ class _Analyzer:
         if o.get("ellipsis_mask", 0) or o.get("new_axis_mask", 0):
             raise self.refuse(op, "ellipsis/new-axis slicing on the time path is not supported")
         if o.get("shrink_axis_mask", 0) >> a & 1:
-            raise self.refuse(op, "selects a single frame of the time axis; not supported")
+            raise self.refuse(op, "selects a single frame of the time axis; not supported (an unrolled per-frame "
+                                  "loop such as Keras TimeDistributed streams only when every frame runs the same "
+                                  "ops with the same weights and quantization)")
         if strides[a] != 1:
             raise self.refuse(op, f"takes every {strides[a]}th frame; not supported")
         L = info.length

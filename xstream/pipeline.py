@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .analysis import StreamPlan, analyze
 from .ir import Model
 from .passes.fold_dilated_convs import fold_dilated_convs
+from .passes.fold_unrolled_frames import fold_unrolled_frames
 from .passes.insert_ring_buffers import insert_ring_buffers
 from .passes.lower_ring_buffers import EXTERNAL, VARIABLE, lower_ring_buffers
 from .passes.lower_to_circular_buffer import CIRCULAR_BUFFER, lower_to_circular_buffer
@@ -71,6 +72,7 @@ def normalize(model: Model) -> Model:
             if op.source_index is None:
                 op.source_index = i
     model = resolve_shapes(model).model  # placeholder shapes of an unknown batch -> real shapes at batch 1
+    model = fold_unrolled_frames(model).model  # TimeDistributed unrolled per frame -> one chain over all frames
     return fold_dilated_convs(model).model  # SPACE_TO_BATCH_ND blocks -> one dilated conv
 
 

@@ -13,12 +13,18 @@ from . import PassResult
 SHAPE_ONLY = {"EXPAND_DIMS", "SQUEEZE"}
 
 
+def _static(t) -> bool:
+    """A shape that holds at run time: no dynamic dimension (an unknown batch's placeholder is not one)."""
+    return bool(t.shape) and all(d > 0 for d in t.shape) and \
+        (t.shape_signature is None or all(d >= 0 for d in t.shape_signature))
+
+
 def static_reshapes(model: Model) -> PassResult:
     model = model.copy()
     changed = False
     for sg in model.subgraphs:
         for i, op in enumerate(sg.operators):
-            if op.type in SHAPE_ONLY and op.outputs[0].shape and all(d > 0 for d in op.outputs[0].shape):
+            if op.type in SHAPE_ONLY and _static(op.inputs[0]) and _static(op.outputs[0]):
                 sg.operators[i] = ops.reshape(op.inputs[0], op.outputs[0])
                 changed = True
     return PassResult(model, changed)
