@@ -262,19 +262,10 @@ class _Analyzer:
                                   "(e.g. squeeze-and-excitation over time); this cannot be streamed exactly")
         if op.type in CONTROL_FLOW:
             raise self.refuse(op, "control flow on the time path is not supported")
-        handler = getattr(self, "op_" + op.type.lower(), None)
-        if op.type in SLIDERS:
-            handler = self.slider
-        elif op.type in UNARY:
-            handler = self.unary
-        elif op.type in BINARY:
-            handler = self.merge
-        elif op.type in REDUCTIONS:
-            handler = self.reduction
-        elif op.type in SHAPE_OPS:
-            handler = self.reshape
-        elif op.type in LAST_AXIS_OPS:
-            handler = self.last_axis
+        families = ((SLIDERS, self.slider), (UNARY, self.unary), (BINARY, self.merge),
+                    (REDUCTIONS, self.reduction), (SHAPE_OPS, self.reshape), (LAST_AXIS_OPS, self.last_axis))
+        handler = next((h for family, h in families if op.type in family),
+                       getattr(self, "op_" + op.type.lower(), None))
         if handler is None:
             raise self.refuse(op, f"{op.kind} on the time path is not known to xstream; it cannot tell how the "
                                   "op uses time (please report the model)")

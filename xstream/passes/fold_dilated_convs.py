@@ -11,8 +11,9 @@ import numpy as np
 
 from ..analysis import map_axis
 from ..errors import StreamingRefused
-from ..ir import PADDING_VALID, Buffer, Model, Operator, Subgraph, Tensor
-from . import PassResult
+from ..ir import PADDING_VALID, Model, Operator, Subgraph, Tensor
+from .. import ops
+from . import PassResult, rewrite_each
 
 CHAIN_OPS = {"EXPAND_DIMS", "RESHAPE", "SQUEEZE"}
 CONVS = {"CONV_2D", "DEPTHWISE_CONV_2D"}
@@ -51,7 +52,7 @@ def _find_block(sg: Subgraph, s2b: Operator):
     return chain, convs[0], op
 
 
-def _fold_one(model: Model, sg: Subgraph, s2b: Operator) -> bool:
+def _fold_one(sg: Subgraph, s2b: Operator) -> bool:
     found = _find_block(sg, s2b)
     if found is None:
         return False
@@ -117,8 +118,7 @@ def _fold_one(model: Model, sg: Subgraph, s2b: Operator) -> bool:
             out.set_shape(new_shapes[id(out)])
         if op.type == "RESHAPE":
             target = y.shape if op is chain[-1] else new_shapes[id(out)]
-            const = Tensor(f"{out.name}/folded_shape", "int32", (len(target),),
-                           buffer=Buffer(np.asarray(target, dtype=np.int32).tobytes()))
+            const = ops.const(f"{out.name}/folded_shape", list(target))
             if len(op.inputs) > 1:
                 op.inputs[1] = const
             op.options["new_shape"] = list(target)
@@ -128,11 +128,4 @@ def _fold_one(model: Model, sg: Subgraph, s2b: Operator) -> bool:
 
 def fold_dilated_convs(model: Model) -> PassResult:
     """Return a copy of `model` with every atrous conv block folded into a dilated conv."""
-    model = model.copy()
-    changed = False
-    for sg in model.subgraphs:
-        for op in list(sg.operators):
-            if op.type == "SPACE_TO_BATCH_ND" and op in sg.operators:
-                changed |= _fold_one(model, sg, op)
-        sg.cleanup()
-    return PassResult(model, changed)
+    return rewrite_each(model, "SPACE_TO_BATCH_ND", _fold_one)

@@ -13,7 +13,7 @@ import copy
 import numpy as np
 
 from ..ir import Model, Operator, Subgraph, Tensor
-from . import PassResult
+from . import PassResult, rewrite_each
 
 # Ops that act on each row of a leading axis alone when that axis is not their last one.
 ROW_OPS = {"FULLY_CONNECTED", "SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION", "QUANTIZE", "DEQUANTIZE", "RELU",
@@ -117,10 +117,4 @@ def _fold_pack(sg: Subgraph, pack: Operator) -> bool:
 
 def fold_unrolled_frames(model: Model) -> PassResult:
     """Return a copy of `model` with every unrolled per-frame loop (slices, same ops, PACK) as one chain."""
-    model = model.copy()
-    changed = False
-    for sg in model.subgraphs:
-        for op in list(sg.operators):
-            if op.type == "PACK" and op in sg.operators:
-                changed |= _fold_pack(sg, op)
-    return PassResult(model, changed)
+    return rewrite_each(model, "PACK", _fold_pack)
