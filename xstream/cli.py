@@ -77,23 +77,34 @@ def _fmt_options(opts: dict) -> str:
                                              "frames, state and MACs per step; RAM and MACs before and after.")
 @click.option("--state", type=click.Choice(STATE_FORMS), default="ring-buffer", show_default=True,
               help="With --stream: the state form to measure.")
-@click.option("--hop", type=int, default=None, help="With --stream: input frames per step (default: the smallest).")
+@click.option("--hop", type=int, default=None,
+              help="With --stream or --xcore: input frames per step (default: the smallest).")
 @click.option("--time-axis", type=int, default=1, show_default=True,
-              help="With --stream: axis of the model input that is time.")
-def inspect(model: str, as_json: bool, stream: bool, state: str, hop: int | None, time_axis: int) -> None:
+              help="With --stream or --xcore: axis of the model input that is time.")
+@click.option("--xcore", is_flag=True, help="Also compile the model and its streaming form (convert --target xcore) "
+                                            "with XMOS xformer (xmos-ai-tools) and show xformer's tensor arena "
+                                            "for both, and the state bytes: the RAM saved on xcore.")
+def inspect(model: str, as_json: bool, stream: bool, state: str, hop: int | None, time_axis: int,
+            xcore: bool) -> None:
     """Show MODEL's operators, shapes, key options, totals, activation RAM and MACs."""
     ctx = click.get_current_context()
     given = [f"--{n.replace('_', '-')}" for n in ("state", "hop", "time_axis")
              if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT]
-    if given and not stream:
+    if given and not stream and not (xcore and "--state" not in given):  # --hop/--time-axis also fit --xcore
         raise UsageError(f"{', '.join(given)}: only meaningful with --stream")
     m = load(model)
     s = summarize(m)
     report = stream_summary(m, state=state, hop=hop, time_axis=time_axis) if stream else None
+    xcore_report = None
+    if xcore:
+        from .xcore import arena_report
+        xcore_report = arena_report(m, hop=hop, time_axis=time_axis)
     if as_json:
         d = s.to_dict()
         if report is not None:
             d["stream"] = report
+        if xcore_report is not None:
+            d["xcore"] = xcore_report.to_dict()
         _emit_json(d)
         return
     rows = [[str(r.index), r.type, ", ".join(r.inputs), ", ".join(r.outputs), _fmt_options(r.options),
@@ -104,6 +115,8 @@ def inspect(model: str, as_json: bool, stream: bool, state: str, hop: int | None
     click.echo(_format_cost(s.cost))
     if report is not None:
         click.echo("\n" + _format_stream(report))
+    if xcore_report is not None:
+        click.echo("\n" + xcore_report.format())
 
 
 def _fmt_count(n: int | None) -> str:

@@ -22,7 +22,10 @@ from .ring_buffer import is_ring_buffer
 from .writer import serialize
 
 FLOAT_RTOL = 1e-5
-RUNTIMES = ("litert", "tflm", "tflm-host")
+RUNTIMES = ("litert", "tflm", "tflm-host", "xcore", "xcore-litert")
+# xcore: both models compiled by XMOS xformer and run in the host xcore runtime (xstream/xcore.py). xcore-litert:
+# the streaming model so, the original in LiteRT (xcore kernels round differently from LiteRT's: not bit-exact).
+REFERENCE_RUNTIME = {"xcore-litert": "litert"}
 KERNELS = ("builtin", "reference")
 
 
@@ -237,6 +240,9 @@ def _runner(data: bytes, runtime: str, kernels: str):
     if kernels not in KERNELS:
         raise UsageError(f"unknown kernels {kernels!r}; use one of {', '.join(KERNELS)}")
     try:
+        if runtime in ("xcore", "xcore-litert"):
+            from .xcore import host_runner
+            return host_runner(data, kernels)
         return {"litert": _LiteRT, "tflm": _TFLM, "tflm-host": _TFLMHost}[runtime](data, kernels)
     except XstreamError:
         raise
@@ -292,7 +298,8 @@ def verify(original: Model, streaming: Model, *, time_axis: int = 1, steps: int 
                              f"{per_invoke} frames: is it the output of `xstream convert`?")
         notes.append("the streaming model keeps no state between steps")
     reference = original
-    if runtime != "litert" and any(op.type == "SPACE_TO_BATCH_ND" for op in original.main.operators):
+    if REFERENCE_RUNTIME.get(runtime, runtime) != "litert" and any(op.type == "SPACE_TO_BATCH_ND"
+                                                                   for op in original.main.operators):
         # TFLite Micro computes TF's atrous blocks wrongly; the folded original is the same maths as one conv.
         reference = source
         notes.append("reference: the original with its SPACE_TO_BATCH_ND blocks folded into dilated convs "
@@ -302,7 +309,7 @@ def verify(original: Model, streaming: Model, *, time_axis: int = 1, steps: int 
     elif form == "ring-buffer":
         streaming = lower_ring_buffers(streaming, VARIABLE).model
         notes.append("RING_BUFFER ops lowered to resource variables to run without the custom kernel")
-    orig = _runner(serialize(reference), runtime, kernels)
+    orig = _runner(serialize(reference), REFERENCE_RUNTIME.get(runtime, runtime), kernels)
     strm = _runner(serialize(streaming), runtime, kernels)
 
     # External state: each extra input S is fed the output named S_next of the previous step.
