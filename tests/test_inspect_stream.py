@@ -101,4 +101,4 @@ def test_stream_of_streaming_model_is_refused(tmp_path):
 
 def test_stream_options_need_stream():
     r = CliRunner().invoke(main, ["inspect", "--hop", "8", str(zoo_model("ds_cnn_kws_int8"))])
-    assert r.exit_code == 2 and r.stderr.strip() == "xstream: error: --hop: only meaningful with --stream"
+    assert r.exit_code == 2 and r.stderr.strip() == "xstream: error: --hop: only meaningful with --stream or --xcore"

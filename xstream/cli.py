@@ -91,7 +91,8 @@ def inspect(model: str, as_json: bool, stream: bool, state: str, hop: int | None
     given = [f"--{n.replace('_', '-')}" for n in ("state", "hop", "time_axis")
              if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT]
     if given and not stream and not (xcore and "--state" not in given):  # --hop/--time-axis also fit --xcore
-        raise UsageError(f"{', '.join(given)}: only meaningful with --stream")
+        fits = "--stream" if "--state" in given else "--stream or --xcore"
+        raise UsageError(f"{', '.join(given)}: only meaningful with {fits}")
     m = load(model)
     s = summarize(m)
     report = stream_summary(m, state=state, hop=hop, time_axis=time_axis) if stream else None
@@ -261,7 +262,9 @@ def _format_conversion(r: dict) -> str:
 @click.argument("original", type=click.Path())
 @click.argument("streaming", type=click.Path())
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="litert", show_default=True,
-              help="Interpreter to run both models in (tflm: the tflite-micro Python interpreter).")
+              help="Where to run: litert; tflm (the tflite-micro Python interpreter); tflm-host (xstream's C++ "
+                   "TFLite Micro harness with the RING_BUFFER kernel); xcore (both models through xformer on the host "
+                   "xcore runtime); xcore-litert (the stream on xcore, the original in LiteRT).")
 @click.option("--kernels", type=click.Choice(KERNELS), default="builtin", show_default=True,
               help="LiteRT kernels: builtin (optimised, no XNNPACK) or reference.")
 @click.option("--steps", type=int, default=None, help="Steps per sequence (default: warm-up plus two windows).")
