@@ -154,9 +154,11 @@ def _refuse(sg: Subgraph, op: Operator, why: str) -> StreamingRefused:
 
 
 def _const_ints(t: Tensor | None) -> list[int] | None:
-    if t is None or not t.is_constant:
+    """The values of an integer constant; None for an activation or a constant that is not integers."""
+    data = None if t is None else t.data
+    if data is None or not np.issubdtype(data.dtype, np.integer):
         return None
-    return [int(v) for v in np.asarray(t.data).reshape(-1)]
+    return [int(v) for v in data.reshape(-1)]
 
 
 def map_axis(in_shape, axis: int, out_shape) -> int | None:
@@ -276,7 +278,12 @@ class _Analyzer:
                         and op.type != "TRANSPOSE":
                     raise self.refuse(op, "causal padding on time reaches this op before a sliding op; only "
                                           "convolutions and pools directly after the PAD can absorb it")
-        handler(op, time_in)
+        try:
+            handler(op, time_in)
+        except (IndexError, KeyError, ValueError, TypeError, AttributeError, ZeroDivisionError) as e:
+            # A malformed operator (missing inputs, operands of the wrong rank...): say which one.
+            raise self.refuse(op, f"has inputs or options xstream cannot read ({type(e).__name__}: {e}); "
+                                  "is the model valid for TFLite?") from None
 
     def head(self, op: Operator, t: Tensor) -> None:
         info = self.info(t)
@@ -557,6 +564,10 @@ class _Analyzer:
         if out_len != expect:
             raise self.refuse(op, f"output has {out_len} frames, expected {expect} for kernel {kernel}, stride "
                                   f"{stride}, dilation {dilation} on {L} frames")
+        if info.pad_left >= rf:
+            raise self.refuse(op, f"reads {info.pad_left} frames of causal padding with a receptive field of {rf}: "
+                                  "its first output frames are computed from padding alone, which no stream state "
+                                  "reproduces (pad at most receptive field - 1 frames)")
         if out_len == 1 and rf + stride > L and not info.pad_left:
             # The window covers the whole input (a global pool written as a pool): it is a head.
             return self.head(op, x)

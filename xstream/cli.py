@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import signal
 import sys
 import traceback
 
@@ -11,7 +13,7 @@ import click
 import numpy as np
 
 from . import __version__
-from .errors import UsageError, XstreamError
+from .errors import InterpreterError, UsageError, XstreamError
 from .pipeline import STATE_FORMS, TARGETS, convert_with_plan
 from .reader import load
 from .report import conversion_report
@@ -188,6 +190,42 @@ def _format_stream(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _in_child(fn, runtime: str):
+    """Run `fn` in a forked child: an interpreter that crashes natively (SIGSEGV on a model that is invalid for
+    it) ends the child, not xstream, and the crash becomes one error line. Results and XstreamErrors come back
+    through a pipe."""
+    if not hasattr(os, "fork"):
+        return fn()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(read_fd)
+        try:
+            try:
+                payload = ("ok", fn())
+            except BaseException as e:  # everything goes back to the parent, which decides
+                payload = ("err", e if isinstance(e, XstreamError) else
+                           RuntimeError(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"))
+            with os.fdopen(write_fd, "wb") as f:
+                pickle.dump(payload, f)
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        sig = signal.Signals(os.WTERMSIG(status)).name
+        raise InterpreterError(f"{runtime} crashed ({sig}) running the models; one of them is not valid for it")
+    try:
+        kind, value = pickle.loads(data)
+    except Exception:
+        raise InterpreterError(f"{runtime} ended without a result running the models") from None
+    if kind == "err":
+        raise value
+    return value
+
+
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -285,8 +323,10 @@ def verify(original: str, streaming: str, runtime: str, kernels: str, steps: int
             raise UsageError(f"{input_npy}: cannot read frames: {e}") from None
     if steps is not None and steps < 1 or sequences < 1:
         raise UsageError("--steps and --sequences must be at least 1")
-    r = verify_models(load(original), load(streaming), time_axis=time_axis, steps=steps, sequences=sequences,
-                      seed=seed, frames=frames, runtime=runtime, kernels=kernels)
+    orig_model, strm_model = load(original), load(streaming)
+    r = _in_child(lambda: verify_models(orig_model, strm_model, time_axis=time_axis, steps=steps,
+                                        sequences=sequences, seed=seed, frames=frames, runtime=runtime,
+                                        kernels=kernels), runtime)
     if as_json:
         _emit_json(r.to_dict())
     else:

@@ -25,6 +25,12 @@ class StreamingRefused(XstreamError):
     exit_code = 1
 
 
+class InterpreterError(XstreamError):
+    """An interpreter rejected or failed on a model that xstream could read (invalid for that runtime)."""
+
+    exit_code = 2
+
+
 class VerificationFailed(XstreamError):
     """A streaming model's outputs differ from the original's where the contract says they must match."""
 

@@ -83,8 +83,8 @@ class Tensor:
     @property
     def data(self) -> np.ndarray | None:
         """The constant's values shaped like the tensor, or None for an activation."""
-        if not self.is_constant:
-            return None
+        if not self.is_constant or self.dtype not in NUMPY_DTYPES:
+            return None  # strings, resources, int4...: no numeric view
         arr = np.frombuffer(self.buffer.data, dtype=NUMPY_DTYPES[self.dtype])
         return arr.reshape(self.shape)
 

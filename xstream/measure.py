@@ -88,18 +88,19 @@ def op_cost(op: Operator, in_shapes: list | None = None, out_shapes: list | None
     out = _elems(outs[0])
     t = op.type
     w = ins[1] if len(ins) > 1 else None
-    if t == "CONV_2D" and w is not None:
+    # Weights of another rank than the op's: a malformed model; count nothing rather than guess.
+    if t == "CONV_2D" and w is not None and len(w) == 4:
         return Cost(macs=out * w[1] * w[2] * w[3])
-    if t == "DEPTHWISE_CONV_2D" and w is not None:
+    if t == "DEPTHWISE_CONV_2D" and w is not None and len(w) == 4:
         return Cost(macs=out * w[1] * w[2])
-    if t == "CONV_3D" and w is not None:
+    if t == "CONV_3D" and w is not None and len(w) == 5:
         return Cost(macs=out * w[0] * w[1] * w[2] * w[3])
-    if t == "FULLY_CONNECTED" and w is not None:
+    if t == "FULLY_CONNECTED" and w is not None and len(w) >= 1:
         return Cost(macs=out * w[-1])
-    if t == "TRANSPOSE_CONV" and len(ins) > 2 and ins[1] is not None and ins[2] is not None:
+    if t == "TRANSPOSE_CONV" and len(ins) > 2 and ins[1] is not None and ins[2] is not None and len(ins[1]) == 4:
         wt = ins[1]
         return Cost(macs=_elems(ins[2]) * wt[1] * wt[2] * wt[0])
-    if t == "BATCH_MATMUL" and ins[0] is not None:
+    if t == "BATCH_MATMUL" and ins[0] is not None and len(ins[0]) >= 2:
         k = ins[0][-2] if op.options.get("adj_x", False) else ins[0][-1]
         return Cost(macs=out * k)
     if t in POOLS:
@@ -282,13 +283,16 @@ def model_state(model: Model) -> list[StateBuffer]:
     variables: dict[str, int] = {}
     handles: dict[int, str] = {}
     for _, op in model.operators():
-        if op.type == "VAR_HANDLE":
+        if op.type == "VAR_HANDLE" and op.outputs:
             name = op.options.get("shared_name") or op.outputs[0].name
             handles[id(op.outputs[0])] = name
             variables.setdefault(name, 0)
     for _, op in model.operators():
         if op.type in ("READ_VARIABLE", "ASSIGN_VARIABLE") and op.inputs and id(op.inputs[0]) in handles:
-            value = op.outputs[0] if op.type == "READ_VARIABLE" else op.inputs[1]
+            value = op.outputs[0] if op.type == "READ_VARIABLE" and op.outputs else \
+                op.inputs[1] if op.type == "ASSIGN_VARIABLE" and len(op.inputs) > 1 else None
+            if value is None:
+                continue
             name = handles[id(op.inputs[0])]
             variables[name] = max(variables[name], value.nbytes)
     states += [StateBuffer(name, "variable", b, False) for name, b in variables.items()]

@@ -50,7 +50,8 @@ def key_options(op: Operator) -> dict:
     """The options a user reads to understand how an op moves along its axes."""
     o = op.options
     out: dict = {}
-    if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(op.inputs) > 1 and op.inputs[1] is not None:
+    if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(op.inputs) > 1 and op.inputs[1] is not None \
+            and len(op.inputs[1].shape) == 4:
         w = op.inputs[1].shape
         out["kernel"] = [int(w[1]), int(w[2])]
     if op.type in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import CAUSAL, StreamPlan, analyze
-from .errors import UsageError, XstreamError
+from .errors import InterpreterError, UsageError, XstreamError
 from .ir import Model
 from .passes.lower_ring_buffers import VARIABLE, lower_ring_buffers
 from .pipeline import normalize
@@ -234,7 +234,42 @@ class _TFLMHost:
         self._finalizer()
 
 
-def _runner(data: bytes, runtime: str, kernels: str):
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+class _Guarded:
+    """A runner whose interpreter errors (at allocate, set, invoke, reset) become one InterpreterError."""
+
+    def __init__(self, runner, runtime: str, which: str):
+        self.runner, self.runtime, self.which = runner, runtime, which
+        self.inputs, self.outputs = runner.inputs, runner.outputs
+
+    def __getattr__(self, name: str):  # anything else a runner offers (e.g. tflm-host's last_status)
+        return getattr(self.runner, name)
+
+    def _fail(self, e: Exception) -> InterpreterError:
+        return InterpreterError(f"{self.runtime} failed running the {self.which} model: {_first_line(e)}")
+
+    def reset(self) -> None:
+        try:
+            self.runner.reset()
+        except XstreamError:
+            raise
+        except Exception as e:
+            raise self._fail(e) from None
+
+    def __call__(self, values):
+        try:
+            return self.runner(values)
+        except XstreamError:
+            raise
+        except Exception as e:
+            raise self._fail(e) from None
+
+
+def _runner(data: bytes, runtime: str, kernels: str, which: str = "model"):
     if runtime not in RUNTIMES:
         raise UsageError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
     if kernels not in KERNELS:
@@ -242,13 +277,13 @@ def _runner(data: bytes, runtime: str, kernels: str):
     try:
         if runtime in ("xcore", "xcore-litert"):
             from .xcore import host_runner
-            return host_runner(data, kernels)
-        return {"litert": _LiteRT, "tflm": _TFLM, "tflm-host": _TFLMHost}[runtime](data, kernels)
+            return _Guarded(host_runner(data, kernels), runtime, which)
+        return _Guarded({"litert": _LiteRT, "tflm": _TFLM, "tflm-host": _TFLMHost}[runtime](data, kernels),
+                        runtime, which)
     except XstreamError:
         raise
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise XstreamError(f"{runtime} cannot load the model: {first}") from None
+        raise InterpreterError(f"{runtime} cannot load the {which} model: {_first_line(e)}") from None
 
 
 def _detect_form(model: Model) -> str:
@@ -309,8 +344,8 @@ def verify(original: Model, streaming: Model, *, time_axis: int = 1, steps: int 
     elif form == "ring-buffer":
         streaming = lower_ring_buffers(streaming, VARIABLE).model
         notes.append("RING_BUFFER ops lowered to resource variables to run without the custom kernel")
-    orig = _runner(serialize(reference), REFERENCE_RUNTIME.get(runtime, runtime), kernels)
-    strm = _runner(serialize(streaming), runtime, kernels)
+    orig = _runner(serialize(reference), REFERENCE_RUNTIME.get(runtime, runtime), kernels, "original")
+    strm = _runner(serialize(streaming), runtime, kernels, "streaming")
 
     # External state: each extra input S is fed the output named S_next of the previous step.
     ext_inputs = streaming.main.inputs[1:]
@@ -319,6 +354,9 @@ def verify(original: Model, streaming: Model, *, time_axis: int = 1, steps: int 
     if any(f is None for f in feedback):
         raise UsageError("an extra input of the streaming model has no matching <name>_next output")
     n_outputs = len(original.main.outputs)
+    if len(streaming.main.outputs) - len(ext_inputs) != n_outputs:
+        raise UsageError(f"the streaming model has {len(streaming.main.outputs) - len(ext_inputs)} output(s) besides "
+                         f"its state, the original {n_outputs}: is it a conversion of this model?")
 
     T, H, D = plan.window, plan.hop, plan.offset
     causal = plan.contract == CAUSAL

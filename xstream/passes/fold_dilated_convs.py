@@ -57,6 +57,8 @@ def _fold_one(sg: Subgraph, s2b: Operator) -> bool:
     if found is None:
         return False
     chain, conv, b2s = found
+    if len(conv.inputs) < 2 or conv.inputs[1] is None or len(conv.inputs[1].shape) != 4:
+        return False  # not a conv we can read: leave the block; the analysis refuses it by name
     where = f"operator {sg.index_of(s2b)} (SPACE_TO_BATCH_ND)"
     block = _ints(s2b.inputs[1])
     pads = _ints(s2b.inputs[2])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops, ring_buffer
-from ..errors import XstreamError
+from ..errors import StreamingRefused, XstreamError
 from ..ir import NUMPY_DTYPES, Model, Operator, Subgraph, Tensor
 from . import PassResult
 
@@ -20,6 +20,8 @@ EXTERNAL = "external"
 
 def _zeros(x: Tensor, shape, name: str) -> Tensor:
     """A constant state initialiser: the zero point, with x's dtype and quantization."""
+    if x.dtype not in NUMPY_DTYPES:
+        raise StreamingRefused(f"tensor {x.name!r} needs state but has dtype {x.dtype}, which has no zero value")
     t = ops.const(name, np.full(shape, x.zero_point, dtype=NUMPY_DTYPES[x.dtype]), x.dtype)
     t.quantization = ops.like(x, name, shape).quantization
     return t

@@ -120,7 +120,10 @@ def resolve_shapes(model: Model) -> PassResult:
             if len(op.outputs) != 1 or not _dynamic(op.outputs[0]):
                 continue
             out = op.outputs[0]
-            shape = _infer(op, values)
+            try:
+                shape = _infer(op, values)
+            except (IndexError, AttributeError, TypeError, ValueError):
+                shape = None  # a malformed op: leave its shape; the analysis names it if it matters
             if shape is not None and tuple(shape) != out.shape:
                 out.shape = tuple(shape)
                 changed = True
