@@ -264,7 +264,7 @@ def test_save_failed_rename_removes_temp_file(tmp_path, monkeypatch):
     monkeypatch.setattr(xstream.writer.os, "replace", fail_replace)
     out = tmp_path / "m.tflite"
     out.write_bytes(b"previous")
-    with pytest.raises(OSError, match="disk on fire"):
+    with pytest.raises(xstream.XstreamError, match="cannot write: disk on fire"):
         xstream.save(model, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
     assert out.read_bytes() == b"previous"

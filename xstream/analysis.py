@@ -598,6 +598,9 @@ def analyze(model: Model, time_axis: int = 1, hop: int | None = None) -> StreamP
     if len(offsets) > 1:
         raise StreamingRefused(f"the model's outputs end on different frames of the window (offsets "
                                f"{sorted(offsets)}); outputs would need different delays")
+    if not offsets:
+        raise StreamingRefused("no model output depends on the frames through a head or a per-frame path; "
+                               "nothing to stream")
     D = offsets.pop()
 
     contract = CAUSAL if a.causal_pads else WINDOW_EXACT

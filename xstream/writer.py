@@ -9,7 +9,7 @@ import flatbuffers
 import numpy as np
 
 from . import schema
-from .errors import XstreamError
+from .errors import UsageError, XstreamError
 from .ir import Buffer, Model, Operator, Subgraph, Tensor
 
 FbBuffer = schema.module("Buffer")
@@ -29,22 +29,36 @@ DATA_ALIGNMENT = 16
 
 def save(model: Model, path: str | os.PathLike) -> None:
     """Write atomically: a temp file in the target folder, fsync, then rename over `path`."""
-    data = serialize(model)
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".xstream-", suffix=".tmp", dir=folder)
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise UsageError(f"{path}: exists and is not a regular file; choose a file path for the output")
+    if not os.path.isdir(folder):
+        raise UsageError(f"{path}: folder {folder} does not exist")
+    data = serialize(model)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".xstream-", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot write in {folder}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except OSError as e:
+        _remove(tmp)
+        raise UsageError(f"{path}: cannot write: {e.strerror or e}") from None
+    except BaseException:  # Ctrl-C included: never leave a partial file
+        _remove(tmp)
         raise
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def serialize(model: Model) -> bytes:
