@@ -445,14 +445,15 @@ def build_generated(compiled: Compiled, build_dir: str | os.PathLike | None = No
     if not compiled.cpp or not compiled.header:
         raise UsageError("xformer wrote no C++ for this model")
     include, lib = _wheel_runtime()
-    flags = ["-std=c++17", "-O0", "-w", *_DEFINES, f"-I{include}"]
+    flags = ["-std=c++17", "-O0", "-w", *_DEFINES, f"-I{include}", f"-I{_DRIVER.parent}"]
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     st = lib.stat()
 
     def stable(text: str) -> str:  # xformer stamps the time it generated the code
         return re.sub(r"(?m)^// Generated on:.*$", "", text)
 
-    key = hashlib.sha256("\0".join([stable(compiled.cpp), stable(compiled.header), _DRIVER.read_text(),
+    driver = _DRIVER.read_text() + (_DRIVER.parent / "tensor_bytes.h").read_text()
+    key = hashlib.sha256("\0".join([stable(compiled.cpp), stable(compiled.header), driver,
                                     " ".join(flags), version, f"{st.st_size} {st.st_mtime_ns}"]).encode()
                          ).hexdigest()[:24]
     root = Path(build_dir) if build_dir else Path(__file__).resolve().parents[1] / "build" / "xcore"

@@ -28,36 +28,15 @@
 #include <vector>
 
 #include "tensorflow/lite/c/common.h"
+#include "tensor_bytes.h"
 
 // From the generated header (included with -include): model_init, model_input, model_output, model_invoke,
 // model_inputs, model_outputs.
 
 namespace {
 
-const char* DtypeName(TfLiteType t) {
-  switch (t) {
-    case kTfLiteInt8: return "int8";
-    case kTfLiteUInt8: return "uint8";
-    case kTfLiteInt16: return "int16";
-    case kTfLiteInt32: return "int32";
-    case kTfLiteInt64: return "int64";
-    case kTfLiteFloat32: return "float32";
-    case kTfLiteBool: return "bool";
-    default: return "unknown";
-  }
-}
-
-size_t TensorBytes(const TfLiteTensor* t) {
-  size_t n = 1;
-  for (int i = 0; i < t->dims->size; ++i) n *= static_cast<size_t>(t->dims->data[i]);
-  switch (t->type) {
-    case kTfLiteInt8: case kTfLiteUInt8: case kTfLiteBool: return n;
-    case kTfLiteInt16: return 2 * n;
-    case kTfLiteInt32: case kTfLiteFloat32: return 4 * n;
-    case kTfLiteInt64: return 8 * n;
-    default: return 0;
-  }
-}
+using xstream_harness::DtypeName;
+using xstream_harness::TensorBytes;
 
 void Describe(FILE* out) {
   auto tensor = [&](const TfLiteTensor* t) {

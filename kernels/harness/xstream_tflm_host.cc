@@ -32,6 +32,7 @@
 #include "host_op_resolver.h"
 #include "npy.h"
 #include "ring_buffer.h"
+#include "tensor_bytes.h"
 #include "tensorflow/lite/micro/micro_allocator.h"
 #include "tensorflow/lite/micro/micro_context.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
@@ -46,31 +47,8 @@ namespace {
 constexpr size_t kDefaultArena = 4 << 20;
 constexpr unsigned kMaxOps = 64;
 
-const char* DtypeName(TfLiteType t) {
-  switch (t) {
-    case kTfLiteInt8: return "int8";
-    case kTfLiteUInt8: return "uint8";
-    case kTfLiteInt16: return "int16";
-    case kTfLiteInt32: return "int32";
-    case kTfLiteInt64: return "int64";
-    case kTfLiteFloat32: return "float32";
-    case kTfLiteFloat64: return "float64";
-    case kTfLiteBool: return "bool";
-    default: return "unknown";
-  }
-}
-
-size_t TensorBytes(const TfLiteTensor* t) {
-  size_t n = 1;
-  for (int i = 0; i < t->dims->size; ++i) n *= static_cast<size_t>(t->dims->data[i]);
-  switch (t->type) {
-    case kTfLiteInt8: case kTfLiteUInt8: case kTfLiteBool: return n;
-    case kTfLiteInt16: return 2 * n;
-    case kTfLiteInt32: case kTfLiteFloat32: return 4 * n;
-    case kTfLiteInt64: case kTfLiteFloat64: return 8 * n;
-    default: return 0;
-  }
-}
+using xstream_harness::DtypeName;
+using xstream_harness::TensorBytes;
 
 bool ReadFile(const std::string& path, std::vector<uint8_t>* out) {
   FILE* f = fopen(path.c_str(), "rb");
