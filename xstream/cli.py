@@ -190,7 +190,7 @@ def _format_stream(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _in_child(fn, runtime: str):
+def _in_child(fn, runtime: str, debug: bool = False):
     """Run `fn` in a forked child: an interpreter that crashes natively (SIGSEGV on a model that is invalid for
     it) ends the child, not xstream, and the crash becomes one error line. Results and XstreamErrors come back
     through a pipe."""
@@ -200,6 +200,9 @@ def _in_child(fn, runtime: str):
     pid = os.fork()
     if pid == 0:  # the child
         os.close(read_fd)
+        if not debug:  # interpreters log their own errors to stderr; xstream's one line says what failed
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
         try:
             try:
                 payload = ("ok", fn())
@@ -326,7 +329,8 @@ def verify(original: str, streaming: str, runtime: str, kernels: str, steps: int
     orig_model, strm_model = load(original), load(streaming)
     r = _in_child(lambda: verify_models(orig_model, strm_model, time_axis=time_axis, steps=steps,
                                         sequences=sequences, seed=seed, frames=frames, runtime=runtime,
-                                        kernels=kernels), runtime)
+                                        kernels=kernels), runtime,
+                  debug=bool(click.get_current_context().find_root().params.get("debug")))
     if as_json:
         _emit_json(r.to_dict())
     else:
