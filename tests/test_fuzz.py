@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import random
+import subprocess
 import sys
 import time
 
@@ -151,3 +152,18 @@ def test_cli_cases_no_crash(cli_results):
     sites = sorted({s for r in cli_results for s in r.get("sites", [])})
     if sites:
         pytest.xfail(f"{len(sites)} crash site(s) outside the reader, reported in fuzz/README.md: " + "; ".join(sites))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Every crash the fuzzer ever saved stays fixed: one error line (or success), never exit 3, a signal or DIFFERENT.
+
+from fuzz import repro  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(repro.REPROS))
+def test_saved_crash_repro_stays_fixed(name, tmp_path):
+    out = str(tmp_path / "out.tflite")
+    for cmd in repro.REPROS[name]:
+        p = subprocess.run([sys.executable, "-m", "xstream", *[a.replace("{OUT}", out) for a in cmd]],
+                           capture_output=True, text=True, cwd=repro.REPO, timeout=120)
+    assert repro.judge(p).startswith("ok"), (repro.judge(p), p.stderr)

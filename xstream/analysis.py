@@ -222,6 +222,8 @@ class _Analyzer:
             if t.is_variable:
                 raise StreamingRefused(f"tensor {t.name!r} is a variable: the model already carries state; "
                                        "convert the original non-streaming model instead")
+        if not sg.outputs:
+            raise StreamingRefused("the model has no outputs; nothing to stream")
         if len(sg.inputs) != 1:
             raise StreamingRefused(f"the model has {len(sg.inputs)} inputs; xstream streams models with exactly "
                                    "one input (the frames)")

@@ -354,6 +354,8 @@ def verify(original: Model, streaming: Model, *, time_axis: int = 1, steps: int 
     if any(f is None for f in feedback):
         raise UsageError("an extra input of the streaming model has no matching <name>_next output")
     n_outputs = len(original.main.outputs)
+    if n_outputs == 0:
+        raise UsageError("the original model has no outputs; there is nothing to compare")
     if len(streaming.main.outputs) - len(ext_inputs) != n_outputs:
         raise UsageError(f"the streaming model has {len(streaming.main.outputs) - len(ext_inputs)} output(s) besides "
                          f"its state, the original {n_outputs}: is it a conversion of this model?")
