@@ -58,6 +58,7 @@ REPROS: dict[str, list[list[str]]] = {
     "verify-different-pad-wider-than-kernel": [
         ["convert", C + "verify-different-pad-wider-than-kernel.tflite", "{OUT}"],
         ["verify", C + "verify-different-pad-wider-than-kernel.tflite", "{OUT}"]],
+    "convert-shape-without-outputs": [["convert", C + "convert-shape-without-outputs.tflite", "{OUT}"]],
     "verify-no-outputs": [["verify", C + "verify-no-outputs.tflite", C + "verify-no-outputs.tflite"]],
 }
 

@@ -69,9 +69,9 @@ class _Values:
                 out = fn[op.type](ins[0], ins[1])
             elif op.type in ("CAST", "SQUEEZE", "EXPAND_DIMS", "RESHAPE", "IDENTITY"):
                 out = ins[0] if op.type == "CAST" else np.reshape(ins[0], op.outputs[0].shape)
-        except (ValueError, IndexError, TypeError):
-            return
-        if out is not None:
+        except (ValueError, IndexError, TypeError, AttributeError):
+            return  # a malformed op: its value stays unknown
+        if out is not None and op.outputs:
             self.known[id(op.outputs[0])] = np.asarray(out)
 
 
