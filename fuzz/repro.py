@@ -59,6 +59,9 @@ REPROS: dict[str, list[list[str]]] = {
         ["convert", C + "verify-different-pad-wider-than-kernel.tflite", "{OUT}"],
         ["verify", C + "verify-different-pad-wider-than-kernel.tflite", "{OUT}"]],
     "convert-shape-without-outputs": [["convert", C + "convert-shape-without-outputs.tflite", "{OUT}"]],
+    "verify-different-options-of-another-op": [
+        ["convert", C + "verify-different-options-of-another-op.tflite", "{OUT}", "--state", "external"],
+        ["verify", C + "verify-different-options-of-another-op.tflite", "{OUT}"]],
     "verify-no-outputs": [["verify", C + "verify-no-outputs.tflite", C + "verify-no-outputs.tflite"]],
 }
 

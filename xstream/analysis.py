@@ -546,6 +546,9 @@ class _Analyzer:
             raise self.refuse(op, f"time is on axis {info.axis} of its NHWC input; only height (1) or width (2) "
                                   "can slide")
         hw = "h" if info.axis == 1 else "w"
+        if op.options_type not in ("Conv2DOptions", "DepthwiseConv2DOptions", "Pool2DOptions"):
+            raise self.refuse(op, f"has no {op.kind} options (kernel, stride, padding), or options of another op; "
+                                  "the model is malformed")
         o = op.options
         if op.type in POOLS:
             kernel = o.get("filter_height" if hw == "h" else "filter_width", 1)
