@@ -73,8 +73,7 @@ class State:
     axis: int
     frames_in: int  # n: frames the tensor gains per step
     frames: int  # F: frames the buffer exposes (state = F - n)
-    readers: list[Reader]
-    init_value: int  # zero point (0 for float)
+    readers: list[Reader]  # the buffer starts at the tensor's zero point (docs/RING_BUFFER.md)
 
     @property
     def state_frames(self) -> int:
@@ -644,7 +643,7 @@ def analyze(model: Model, time_axis: int = 1, hop: int | None = None) -> StreamP
         if all(r.lag == 0 and r.length(n) == n for r in readers):
             continue  # every reader takes just the new frames (e.g. 1x1 convs): nothing to keep
         frames = max(r.lag + r.length(n) for r in readers)
-        states.append(State(t, info.axis, n, frames, readers, t.zero_point))
+        states.append(State(t, info.axis, n, frames, readers))
     for s in a.slides:
         info = a.times[id(s.op.inputs[0])]
         s.frames_in = hop // info.stride

@@ -30,8 +30,3 @@ class InterpreterError(XstreamError):
 
     exit_code = 2
 
-
-class VerificationFailed(XstreamError):
-    """A streaming model's outputs differ from the original's where the contract says they must match."""
-
-    exit_code = 1

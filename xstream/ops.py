@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import copy
-import itertools
 
 import numpy as np
 
 from .ir import NUMPY_DTYPES, Buffer, Operator, Tensor
-
-_ids = itertools.count()
 
 
 def const(name: str, values, dtype: str = "int32") -> Tensor:
@@ -49,6 +46,3 @@ def reshape(x: Tensor, out: Tensor) -> Operator:
     return Operator("RESHAPE", [x, const(f"{out.name}/shape", list(out.shape))], [out],
                     options={"new_shape": list(out.shape)}, options_type="ReshapeOptions")
 
-
-def unique_name(base: str) -> str:
-    return f"{base}_{next(_ids)}"

@@ -27,22 +27,6 @@ OPTIONS_CODE: dict[str, int] = _enum(BuiltinOptions)
 OPTIONS2_BY_CODE: dict[int, str] = {v: k for k, v in _enum(BuiltinOptions2).items()}
 OPTIONS2_CODE: dict[str, int] = _enum(BuiltinOptions2)
 
-# The options table each builtin we create carries (the converter's choice for the same op).
-DEFAULT_OPTIONS_TYPE: dict[str, str] = {
-    "CONCATENATION": "ConcatenationOptions",
-    "STRIDED_SLICE": "StridedSliceOptions",
-    "RESHAPE": "ReshapeOptions",
-    "VAR_HANDLE": "VarHandleOptions",
-    "READ_VARIABLE": "ReadVariableOptions",
-    "ASSIGN_VARIABLE": "AssignVariableOptions",
-    "CALL_ONCE": "CallOnceOptions",
-    "CONV_2D": "Conv2DOptions",
-    "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
-    "SLICE": "SliceOptions",
-    "SQUEEZE": "SqueezeOptions",
-    "EXPAND_DIMS": "ExpandDimsOptions",
-}
-
 _VECTOR_TYPE = re.compile(r"GetVectorAsNumpy\(flatbuffers\.number_types\.(\w+)Flags")
 
 
