@@ -48,6 +48,7 @@ import numpy as np
 
 from .analysis import BINARY, LAST_AXIS_OPS, POOLS, REDUCTIONS, UNARY, StreamPlan
 from .ir import Model, Operator, Subgraph, Tensor
+from .passes.lower_to_circular_buffer import is_circular_buffer
 from .ring_buffer import decode_options, is_ring_buffer
 
 ALIGNMENT = 16
@@ -277,7 +278,7 @@ def model_state(model: Model) -> list[StateBuffer]:
             n = x.shape[axis]
             keep = max(frames - n, 0)
             states.append(StateBuffer(x.name, "ring-buffer", keep * (x.nbytes // n if n else 0), False))
-        elif op.type == "CUSTOM" and op.custom_code == "CIRCULAR_BUFFER":
+        elif is_circular_buffer(op):
             # Its output is a variable tensor holding the last N frames: the state itself.
             states.append(StateBuffer(op.inputs[0].name, "circular-buffer", op.outputs[0].nbytes, False))
     variables: dict[str, int] = {}

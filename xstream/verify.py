@@ -16,6 +16,7 @@ from .analysis import CAUSAL, StreamPlan, analyze
 from .errors import InterpreterError, UsageError, XstreamError
 from .ir import Model
 from .passes.lower_ring_buffers import VARIABLE, lower_ring_buffers
+from .passes.lower_to_circular_buffer import is_circular_buffer
 from .pipeline import normalize
 from .reader import read_bytes
 from .ring_buffer import is_ring_buffer
@@ -291,7 +292,7 @@ def _detect_form(model: Model) -> str:
         return "ring-buffer"
     if any(op.type == "VAR_HANDLE" for _, op in model.operators()):
         return "variable"
-    if any(op.type == "CUSTOM" and op.custom_code == "CIRCULAR_BUFFER" for op in model.main.operators):
+    if any(is_circular_buffer(op) for op in model.main.operators):
         return "circular-buffer"
     if len(model.main.inputs) > 1:
         return "external"
