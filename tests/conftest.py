@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import ZOO, random_input, run_litert  # noqa: F401  (re-exported for tests)
+from helpers import ZOO
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from xstream.errors import StreamingRefused, XstreamError
+from xstream.errors import StreamingRefused
 from xstream.pipeline import convert_with_plan
 from xstream.reader import load
 from xstream.verify import verify
