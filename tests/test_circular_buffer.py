@@ -4,8 +4,6 @@ xstream's TFLM host build (kernels/); float models and layouts the op cannot hol
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from xstream.ops import const
 from xstream.passes.lower_to_circular_buffer import is_circular_buffer
 from xstream.pipeline import STATE_FORMS, Conversion, convert_with_plan, normalize
 from xstream.ring_buffer import is_ring_buffer
-from xstream.verify import _runner, tflm_host_binary
+from xstream.verify import _runner
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = sorted(p.stem for p in (REPO / "models").glob("*.tflite"))
@@ -31,15 +29,6 @@ FLOAT = [n for n in ZOO if n.endswith("float") and not n.startswith("same_paddin
 # are compared against the normalized original (one dilated conv), as in tests/test_kernels.py.
 ATROUS = {"tdnn_dilated_dynbatch_int8", "causal_mean_dynbatch_int8"}
 STRIDED = {"ds_cnn_kws_int8", "ds_cnn_kws_dynbatch_int8", "separable_maxpool_int8", "separable_maxpool_dynbatch_int8"}
-
-
-@pytest.fixture(scope="session")
-def harness() -> Path:
-    cxx = os.environ.get("CXX", "g++")
-    if shutil.which(cxx) is None:
-        pytest.skip(f"no C++ compiler ({cxx}) on this machine: the tflm-host runs need the C++ harness (CI "
-                    "installs g++)")
-    return Path(tflm_host_binary())
 
 
 def _load(name: str) -> Model:

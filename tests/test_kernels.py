@@ -8,7 +8,6 @@ build/kernels, and reused while its sources are unchanged. The tests skip only w
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from xstream.errors import XstreamError
 from xstream.ir import Operator
 from xstream.pipeline import convert_with_plan, normalize
 from xstream.ring_buffer import RingBufferReference, decode_options, encode_options, is_ring_buffer
-from xstream.verify import _runner, tflm_host_binary, verify
+from xstream.verify import _runner, verify
 
 REPO = Path(__file__).resolve().parents[1]
 KERNELS = REPO / "kernels"
@@ -38,15 +37,6 @@ STREAMABLE = [n for n in ZOO if not n.startswith("same_padding")]
 # tests/test_convert_zoo.py shows the folding is the same maths.
 ATROUS = {"tdnn_dilated_dynbatch_float", "tdnn_dilated_dynbatch_int8", "causal_mean_dynbatch_float",
           "causal_mean_dynbatch_int8"}
-
-
-@pytest.fixture(scope="session")
-def harness() -> Path:
-    cxx = os.environ.get("CXX", "g++")
-    if shutil.which(cxx) is None:
-        pytest.skip(f"no C++ compiler ({cxx}) on this machine: the TFLite Micro kernel tests build a C++ harness "
-                    "(CI installs g++)")
-    return Path(tflm_host_binary())  # kernels/build.sh, cached in build/kernels
 
 
 def _load(name: str) -> xstream.Model:
