@@ -40,8 +40,8 @@ import xstream  # noqa: E402
 from xstream.errors import StreamingRefused  # noqa: E402
 from xstream.ir import PADDING_VALID, Buffer, Model, Operator, Subgraph, Tensor  # noqa: E402
 from xstream.pipeline import convert_with_plan  # noqa: E402
-from xstream.ring_buffer import is_ring_buffer  # noqa: E402
-from xstream.summary import stream_summary  # noqa: E402
+from xstream.forms.ring_buffer import is_ring_buffer  # noqa: E402
+from xstream.report.inspect import stream_summary  # noqa: E402
 
 RESOLVERS = ("BUILTIN", "BUILTIN_WITHOUT_DEFAULT_DELEGATES")
 

@@ -12,9 +12,9 @@ import random
 
 import numpy as np
 
-from xstream import schema
+from xstream.tflite import schema
 from xstream.ir import NUMPY_DTYPES, Buffer, Model, Operator, Quantization, Subgraph, Tensor
-from xstream.writer import serialize
+from xstream.tflite.writer import serialize
 
 ACTS = [0, 0, 0, 1, 3]  # NONE, RELU, RELU6
 INTERESTING = [0, 1, 2, 3, -1, -2, 7, 8, 64, 255, 256, 65535, 65536, 1 << 20, 1 << 24, (1 << 31) - 1, -(1 << 31),

@@ -14,8 +14,8 @@ import re
 import struct
 from dataclasses import dataclass
 
-from xstream import schema
-from xstream.reader import _SCALAR, _U32, _File, _Table, _fields
+from xstream.tflite import schema
+from xstream.tflite.reader import _SCALAR, _U32, _File, _Table, _fields
 
 _TABLE_CLASS = re.compile(r"from tflite\.(\w+) import")
 MAX_ELEMS_PER_VECTOR = 24  # numeric vector elements recorded per vector (weights are many; bytes mutators do them)

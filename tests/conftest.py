@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from helpers import ZOO
-from xstream.verify import tflm_host_binary
+from xstream.runtimes.tflm_host import tflm_host_binary
 
 
 @pytest.fixture

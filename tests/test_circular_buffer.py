@@ -15,11 +15,12 @@ import xstream
 from xstream.analysis import CAUSAL
 from xstream.errors import StreamingRefused
 from xstream.ir import Model, Operator, Quantization, Subgraph, Tensor
-from xstream.ops import const
-from xstream.passes.lower_to_circular_buffer import is_circular_buffer
-from xstream.pipeline import STATE_FORMS, Conversion, convert_with_plan, normalize
-from xstream.ring_buffer import is_ring_buffer
-from xstream.verify import _runner
+from xstream.make import const
+from xstream.forms.circular_buffer import is_circular_buffer
+from xstream.forms import NAMES as STATE_FORMS
+from xstream.pipeline import Conversion, convert_with_plan, normalize
+from xstream.forms.ring_buffer import is_ring_buffer
+from xstream.runtimes import open_runner as _runner
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = sorted(p.stem for p in (REPO / "models").glob("*.tflite"))
@@ -73,7 +74,7 @@ def check_circular(original: Model, c: Conversion, runtime: str, *, sequences: i
 
 
 def _reference(name: str, c: Conversion) -> Model:
-    return c.source if name in ATROUS else _load(name)
+    return normalize(_load(name)) if name in ATROUS else _load(name)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 import xstream
 from xstream.cli import main
 from xstream.ir import Buffer
-from xstream.ring_buffer import decode_options, encode_options
+from xstream.forms.ring_buffer import decode_options, encode_options
 from helpers import REPO, zoo_model
 
 
@@ -47,7 +47,7 @@ def test_convert_prints_summary(tmp_path):
     assert re.search(r"^hop\s+4 frame\(s\) per step, window 49 frames, offset D=\+1, warm-up 11 step\(s\)$", text,
                      re.M), text
     assert re.search(r"^streamed\s+6 op\(s\): #0 CONV_2D k10 s2, #1 DEPTHWISE_CONV_2D k3, ", text, re.M), text
-    assert re.search(r"^state\s+1520 bytes in 4 buffer\(s\) \(minimum by STREAMING\.md 1520\), form ring-buffer$",
+    assert re.search(r"^state\s+1520 bytes in 4 buffer\(s\) \(minimum by the contract 1520\), form ring-buffer$",
                      text, re.M), text
     model = xstream.load(out)
     assert _forms(model) == "ring-buffer"

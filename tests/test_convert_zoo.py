@@ -13,7 +13,7 @@ from flatbuffers import flexbuffers
 import xstream
 from xstream.errors import UsageError
 from xstream.passes.fold_dilated_convs import fold_dilated_convs
-from xstream.passes.lower_ring_buffers import lower_ring_buffers
+from xstream.forms import external, variable
 from xstream.pipeline import convert_with_plan
 from xstream.verify import verify
 from helpers import ZOO, RingBufferEmulator, Runner, StreamRunner, check_stream, random_frames
@@ -130,7 +130,7 @@ def test_zoo_ring_buffer_form(name):
 
     # Lowered to variables, the ring-buffer model computes exactly what convert(state="variable") computes, and
     # what the RING_BUFFER spec computes (numpy emulation of each RING_BUFFER, no lowering involved).
-    lowered = Runner(lower_ring_buffers(c.model, "variable").model)
+    lowered = Runner(variable.lower(c.model).model)
     direct = Runner(_convert(name, "variable").model)
     emulated = RingBufferEmulator(c.model)
     x_in = original.main.inputs[0]

@@ -17,7 +17,7 @@ import pytest
 
 from xstream.errors import StreamingRefused
 from xstream.pipeline import convert_with_plan
-from xstream.reader import load
+from xstream.tflite.reader import load
 from xstream.verify import verify
 
 HOLDOUT = Path(__file__).resolve().parents[1] / "models" / "holdout"

@@ -23,8 +23,9 @@ from xstream.cli import main
 from xstream.errors import XstreamError
 from xstream.ir import Operator
 from xstream.pipeline import convert_with_plan, normalize
-from xstream.ring_buffer import RingBufferReference, decode_options, encode_options, is_ring_buffer
-from xstream.verify import _runner, verify
+from xstream.forms.ring_buffer import RingBufferReference, decode_options, encode_options, is_ring_buffer
+from xstream.runtimes import open_runner as _runner
+from xstream.verify import verify
 
 REPO = Path(__file__).resolve().parents[1]
 KERNELS = REPO / "kernels"

@@ -12,9 +12,9 @@ import pytest
 import xstream
 from xstream.analysis import analyze
 from xstream.ir import PADDING_VALID, Buffer, Model, Operator, Subgraph, Tensor
-from xstream.measure import (ALIGNMENT, Cost, arena_lifetimes, arena_peak, greedy_offsets, live_peak, measure,
-                             minimum_step_cost, model_state, op_cost, plan_arena, stream_rows)
-from xstream.pipeline import convert_with_plan
+from xstream.report.measure import (ALIGNMENT, Cost, arena_lifetimes, arena_peak, greedy_offsets, live_peak, measure,
+                             minimum_step_cost, model_state, op_cost, plan_arena, stream_rows, fill_step_costs)
+from xstream.pipeline import convert_with_plan, prepare, rewrite
 from helpers import ZOO, zoo_model
 
 STREAMABLE = [p for p in ZOO if not p.stem.startswith("same_padding")]
@@ -132,10 +132,10 @@ def test_state_and_step_macs_by_hand(form):
 
 
 def test_stream_rows_by_hand():
-    model = conv_mean_model()
-    plan = analyze(model)
-    streaming = convert_with_plan(model).model
-    rows = stream_rows(model, plan, streaming)
+    work, plan = prepare(conv_mean_model())
+    analysed = list(work.main.operators)
+    rows = stream_rows(work, plan)
+    fill_step_costs(rows, analysed, rewrite(work, plan).model)
     assert [r.op for r in rows] == ["RESHAPE", "CONV_2D", "RESHAPE", "MEAN", "FULLY_CONNECTED"]
     conv, mean, fc = rows[1], rows[3], rows[4]
     assert (conv.time_axis, conv.frames_in, conv.frames_out, conv.step_in, conv.step_out) == (2, 8, 6, 3, 1)
@@ -160,7 +160,7 @@ def test_shared_state_counted_once():
            Operator("ADD", [ma, mb], [out], options={"fused_activation_function": 0})]
     model = Model([Subgraph("main", [x], [out], ops)])
     plan = analyze(model, time_axis=2)
-    rows = stream_rows(model, plan, convert_with_plan(model, time_axis=2).model)
+    rows = stream_rows(model, plan)
     assert (rows[0].state_frames, rows[0].state_bytes, rows[0].state_shared_with) == (4, 4 * 2 * 4, [1])
     assert (rows[1].state_frames, rows[1].state_bytes, rows[1].state_shared_with) == (0, 0, [0])
     states = model_state(convert_with_plan(model, time_axis=2).model)

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from flatbuffers import flexbuffers
 
 import xstream
-from xstream import reader, writer
+from xstream.tflite import reader, writer
 from xstream.cli import main
 from xstream.errors import ModelReadError
 from xstream.ir import Buffer, Metadata, Model, Operator, Quantization, SignatureDef, Subgraph, Tensor
@@ -830,12 +830,12 @@ def test_ctrl_c_leaves_no_partial_file(where, tmp_path, monkeypatch):
 def test_real_sigint_during_write_leaves_no_partial_file(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, sys, time
-        import xstream.writer
+        import xstream.tflite.writer
         from xstream.cli import main
         def fsync(fd):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(5)
-        xstream.writer.os.fsync = fsync
+        xstream.tflite.writer.os.fsync = fsync
         sys.argv = ["xstream", "convert", {str(zoo_model('tdnn_dilated_float'))!r}, {str(tmp_path / 'o.tflite')!r}]
         main()
     """)

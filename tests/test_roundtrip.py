@@ -10,7 +10,7 @@ from ai_edge_litert.interpreter import Interpreter
 from tflite.Model import Model as FbModel
 
 import xstream
-import xstream.writer
+import xstream.tflite.writer
 from xstream.ir import Buffer, Model, Operator, SignatureDef, Subgraph, Tensor
 from helpers import ZOO, assert_same_outputs, graph_signature, random_inputs, run_litert, zoo_model
 
@@ -243,7 +243,7 @@ def test_save_failed_serialization_writes_nothing(tmp_path, monkeypatch):
     def boom(_model):
         raise RuntimeError("serialization failed")
 
-    monkeypatch.setattr(xstream.writer, "serialize", boom)
+    monkeypatch.setattr(xstream.tflite.writer, "serialize", boom)
     out = tmp_path / "m.tflite"
     with pytest.raises(RuntimeError, match="serialization failed"):
         xstream.save(model, out)
@@ -263,7 +263,7 @@ def test_save_failed_rename_removes_temp_file(tmp_path, monkeypatch):
     def fail_replace(src, dst):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(xstream.writer.os, "replace", fail_replace)
+    monkeypatch.setattr(xstream.tflite.writer.os, "replace", fail_replace)
     out = tmp_path / "m.tflite"
     out.write_bytes(b"previous")
     with pytest.raises(xstream.XstreamError, match="cannot write: disk on fire"):

@@ -36,7 +36,8 @@ from xstream.cli import main
 from xstream.errors import UsageError
 from xstream.pipeline import convert_with_plan
 from xstream.verify import verify
-from xstream import xcore
+from xstream.targets import xcore
+from xstream.runtimes import xcore_host
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
@@ -66,7 +67,7 @@ finally:
 def tools() -> None:
     try:
         xcore.xformer_binary()
-        xcore.host_interpreter_class()
+        xcore_host.host_interpreter_class()
     except UsageError as e:
         pytest.skip(f"XMOS xformer or its host runtime is not available: {e}")
 
@@ -134,7 +135,7 @@ def generated(tools) -> dict[str, Path]:
         pytest.skip(f"no C++ compiler ({cxx}): xformer's generated code is built with g++ (CI installs it)")
     compiled = {n: xcore.compile_for_xcore(convert_with_plan(_load(n), target="xcore").model) for n in GENERATED}
     with ThreadPoolExecutor(2) as pool:
-        built = dict(zip(compiled, pool.map(xcore.build_generated, compiled.values())))
+        built = dict(zip(compiled, pool.map(xcore_host.build_generated, compiled.values())))
     return built
 
 
@@ -149,12 +150,12 @@ def test_generated_code_runs_the_stream_with_state_in_place(generated, name):
 
 def test_generated_code_shares_state_memory(generated):
     data = xstream.serialize(convert_with_plan(_load("ds_cnn_kws_int8"), target="xcore").model)
-    host = xcore.host_runner(data, backend="generated", in_place=True)
+    host = xcore_host.host_runner(data, backend="generated", in_place=True)
     assert len(host.shared) == 4 and all(host.shared)  # model_input(i)->data == model_output(i)->data
     assert host.arena_bytes == 4304
     host.close()
     with pytest.raises(UsageError, match="in_place needs same_allocation"):
-        xcore.host_runner(data, backend="generated", same_allocation=False, in_place=True)
+        xcore_host.host_runner(data, backend="generated", same_allocation=False, in_place=True)
 
 
 def test_verify_runs_the_generated_code(generated, monkeypatch):

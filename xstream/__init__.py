@@ -3,10 +3,10 @@
 from .errors import XstreamError
 from .ir import Buffer, Model, Operator, Quantization, Subgraph, Tensor
 from .pipeline import convert
-from .reader import load
-from .writer import save, serialize
-
-__version__ = "0.1.0"
+from .tflite.reader import load
+from .tflite.writer import save, serialize
+from .verify import verify
+from .version import __version__
 
 __all__ = ["XstreamError", "Buffer", "Model", "Operator", "Quantization", "Subgraph", "Tensor",
-           "convert", "load", "save", "serialize", "__version__"]
+           "convert", "load", "save", "serialize", "verify", "__version__"]

@@ -30,3 +30,9 @@ class InterpreterError(XstreamError):
 
     exit_code = 2
 
+
+
+class InternalError(XstreamError):
+    """A bug in xstream itself (not in the user's model): reported as such, never as a refusal."""
+
+    exit_code = 3

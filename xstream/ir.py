@@ -8,6 +8,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from . import ops
+
 # TFLite TensorType names (lower case) and the numpy dtype of their elements.
 NUMPY_DTYPES: dict[str, np.dtype] = {
     "float32": np.dtype(np.float32),
@@ -151,12 +153,12 @@ class Subgraph:
 
     def tensors(self) -> list[Tensor]:
         """Every tensor the subgraph uses, in a stable order (inputs, then op by op, then outputs)."""
-        seen: dict[int, Tensor] = {}
+        seen: dict[Tensor, None] = {}  # insertion-ordered set; tensors hash by identity
 
         def add(ts: Iterable[Tensor | None]) -> None:
             for t in ts:
-                if t is not None and id(t) not in seen:
-                    seen[id(t)] = t
+                if t is not None:
+                    seen.setdefault(t)
 
         add(self.inputs)
         for op in self.operators:
@@ -164,7 +166,7 @@ class Subgraph:
             add(op.outputs)
             add(op.intermediates)
         add(self.outputs)
-        return list(seen.values())
+        return list(seen)
 
     def producer(self, tensor: Tensor) -> Operator | None:
         for op in self.operators:
@@ -191,46 +193,59 @@ class Subgraph:
 
     def toposort(self) -> None:
         """Order operators so that each runs after the producers of its inputs (stable otherwise)."""
-        produced_by: dict[int, Operator] = {}
-        for op in self.operators:
-            for t in op.outputs:
-                produced_by[id(t)] = op
+        produced_by: dict[Tensor, Operator] = {t: op for op in self.operators for t in op.outputs}
         order: list[Operator] = []
-        state: dict[int, int] = {}
+        seen: set[Operator] = set()
 
         def visit(op: Operator) -> None:
             stack: list[tuple[Operator, Iterator]] = [(op, iter(op.inputs))]
-            state[id(op)] = 1
+            seen.add(op)
             while stack:
                 cur, it = stack[-1]
                 for t in it:
-                    if t is None:
-                        continue
-                    dep = produced_by.get(id(t))
-                    if dep is not None and state.get(id(dep), 0) == 0:
-                        state[id(dep)] = 1
+                    dep = produced_by.get(t) if t is not None else None
+                    if dep is not None and dep not in seen:
+                        seen.add(dep)
                         stack.append((dep, iter(dep.inputs)))
                         break
                 else:
                     stack.pop()
-                    state[id(cur)] = 2
                     order.append(cur)
 
         for op in self.operators:
-            if state.get(id(op), 0) == 0:
+            if op not in seen:
                 visit(op)
         self.operators = order
 
     def cleanup(self) -> None:
-        """Drop operators whose outputs nobody reads (no side effects assumed for builtins that write state)."""
-        stateful = {"ASSIGN_VARIABLE", "CALL_ONCE", "VAR_HANDLE", "CUSTOM", "WHILE", "IF", "CALL"}
-        live: set[int] = {id(t) for t in self.outputs}
+        """Drop operators whose outputs nobody reads, except those with side effects (ops.OpInfo.side_effects)."""
+        live: set[Tensor] = set(self.outputs)
         kept: list[Operator] = []
         for op in reversed(self.operators):
-            if op.type in stateful or any(id(t) in live for t in op.outputs):
+            if ops.info(op).side_effects or any(t in live for t in op.outputs):
                 kept.append(op)
-                live.update(id(t) for t in op.inputs if t is not None)
+                live.update(t for t in op.inputs if t is not None)
         self.operators = list(reversed(kept))
+
+    def names(self) -> set[str]:
+        return {t.name for t in self.tensors()}
+
+    def unique_name(self, base: str, *, taken: set[str] | None = None, suffixes: tuple[str, ...] = ("",)) -> str:
+        """`base`, or `base_1`, `base_2`, ...: the first for which base+suffix is no tensor's name here (nor in
+        `taken`) for every suffix, e.g. suffixes=("", "_next") for a state and its next value."""
+        used = self.names() | (taken or set())
+        name, k = base, 0
+        while any(name + s in used for s in suffixes):
+            k += 1
+            name = f"{base}_{k}"
+        return name
+
+    def duplicate_names(self) -> list[str]:
+        """Tensor names used by more than one tensor of this subgraph."""
+        count: dict[str, int] = {}
+        for t in self.tensors():
+            count[t.name] = count.get(t.name, 0) + 1
+        return sorted(n for n, c in count.items() if c > 1)
 
 
 @dataclass(eq=False)
@@ -264,12 +279,6 @@ class Model:
     def copy(self) -> "Model":
         """A deep copy that shares no mutable object with this model (buffer bytes are immutable)."""
         return copy.deepcopy(self)
-
-    def copy_mapped(self):
-        """A deep copy and a function mapping each object of this model to its copy."""
-        memo: dict = {}
-        new = copy.deepcopy(self, memo)
-        return new, lambda obj: memo[id(obj)]
 
     def replace_uses(self, subgraph: Subgraph, old: Tensor, new: Tensor, *,
                      skip: Operator | None = None) -> None:

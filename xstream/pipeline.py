@@ -1,22 +1,40 @@
-"""The conversion, as one list of passes in the order they run."""
+"""The conversion, as one list of passes in the order they run, and the targets that choose among them.
+
+    normalize   index_operators -> resolve_shapes -> fold_unrolled_frames -> fold_dilated_convs
+    analyze     follow time, plan state (changes nothing)
+    state       insert_ring_buffers (or the form's own insertion) -> the form's lowering, if any
+    target      static_reshapes (xcore)
+    names       unique_names; every pass's `ensures` and the post-conditions below are checked
+
+The user's model is copied once (`normalize`); every pass edits that working copy, and the plan refers to its
+objects.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import forms
 from .analysis import StreamPlan, analyze
+from .errors import UsageError
 from .ir import Model
+from .passes import Pass
+from .passes.conditions import check
 from .passes.fold_dilated_convs import fold_dilated_convs
 from .passes.fold_unrolled_frames import fold_unrolled_frames
+from .passes.index_operators import index_operators
 from .passes.insert_ring_buffers import insert_ring_buffers
-from .passes.lower_ring_buffers import EXTERNAL, VARIABLE, lower_ring_buffers
-from .passes.lower_to_circular_buffer import CIRCULAR_BUFFER, lower_to_circular_buffer
 from .passes.resolve_shapes import resolve_shapes
 from .passes.static_reshapes import static_reshapes
-from .errors import UsageError
+from .passes.unique_names import unique_names
 
-RING_BUFFER = "ring-buffer"
-STATE_FORMS = (RING_BUFFER, VARIABLE, EXTERNAL, CIRCULAR_BUFFER)
+NORMALIZE: tuple[Pass, ...] = (
+    index_operators,  # messages name operators by their index in the user's file
+    resolve_shapes,  # placeholder shapes of an unknown batch -> real shapes at batch 1
+    fold_unrolled_frames,  # TimeDistributed unrolled per frame -> one chain over all frames
+    fold_dilated_convs,  # SPACE_TO_BATCH_ND blocks -> one dilated conv
+)
+POSTCONDITIONS = ("unique_names", "topological", "batch_one")
 
 
 @dataclass(frozen=True)
@@ -26,24 +44,26 @@ class Target:
     state: str
     allowed: tuple[str, ...]
     why: str
-    static_shapes: bool = False  # EXPAND_DIMS/SQUEEZE -> RESHAPE
+    passes: tuple[Pass, ...] = ()  # what its toolchain needs after the state is in place
 
 
 TARGETS = {
-    "xcore": Target(EXTERNAL, (EXTERNAL,), "XMOS xformer stops on unknown custom ops and aborts on resource "
-                    "variables; state is plain model I/O, and EXPAND_DIMS (which its planner cannot prepare) "
-                    "becomes RESHAPE", static_shapes=True),
-    "tflm": Target(RING_BUFFER, STATE_FORMS, "TFLite Micro with xstream's RING_BUFFER kernel "
-                   "(kernels/ring_buffer); use --state variable or circular-buffer for no custom kernel"),
-    "litert": Target(VARIABLE, (VARIABLE, EXTERNAL), "stock LiteRT has no RING_BUFFER kernel and runs "
-                     "resource variables (a fresh interpreter starts a new utterance)"),
+    "xcore": Target(forms.external.NAME, (forms.external.NAME,),
+                    "XMOS xformer stops on unknown custom ops and aborts on resource variables; state is plain model "
+                    "I/O, and EXPAND_DIMS (which its planner cannot prepare) becomes RESHAPE",
+                    passes=(static_reshapes,)),
+    "tflm": Target(forms.DEFAULT, forms.NAMES, "TFLite Micro with xstream's RING_BUFFER kernel (kernels/ring_buffer); "
+                   "use --state variable or circular-buffer for no custom kernel"),
+    "litert": Target(forms.variable.NAME, (forms.variable.NAME, forms.external.NAME),
+                     "stock LiteRT has no RING_BUFFER kernel and runs resource variables (a fresh interpreter starts "
+                     "a new utterance)"),
 }
 
 
 def resolve_target(target: str | None, state: str | None) -> tuple[str, Target | None]:
     """The state form to emit for a --target/--state pair, refusing a form the target cannot run."""
     if target is None:
-        return state or RING_BUFFER, None
+        return state or forms.DEFAULT, None
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
     preset = TARGETS[target]
@@ -53,48 +73,60 @@ def resolve_target(target: str | None, state: str | None) -> tuple[str, Target |
     return state or preset.state, preset
 
 
+def state_passes(form: forms.StateForm, preset: Target | None) -> list[Pass]:
+    """The passes after the analysis, in order (the plan-applying one first)."""
+    passes = [form.insert or insert_ring_buffers]
+    if form.lower is not None:
+        passes.append(form.lower)
+    if preset is not None:
+        passes += preset.passes
+    return passes + [unique_names]
+
+
 @dataclass
 class Conversion:
     model: Model  # the streaming model
-    plan: StreamPlan  # what the analysis found; it refers to the objects of `source`
+    plan: StreamPlan  # what the analysis found; its objects are those of `model` (time tensors now per step)
     state: str
-    source: Model  # the normalized original the plan was computed on
     target: str | None = None
 
 
 def normalize(model: Model) -> Model:
-    """The original in the form the analysis reads: real shapes, dilations in the conv options.
+    """A working copy of `model` in the form the analysis reads: real shapes, dilations in the conv options."""
+    work = model.copy()
+    for p in NORMALIZE:
+        p.apply(work)
+    return work
 
-    Operators keep `source_index`, their index in `model`, so messages name them as the user's file does."""
-    model = model.copy()
-    for sg in model.subgraphs:
-        for i, op in enumerate(sg.operators):
-            if op.source_index is None:
-                op.source_index = i
-    model = resolve_shapes(model).model  # placeholder shapes of an unknown batch -> real shapes at batch 1
-    model = fold_unrolled_frames(model).model  # TimeDistributed unrolled per frame -> one chain over all frames
-    return fold_dilated_convs(model).model  # SPACE_TO_BATCH_ND blocks -> one dilated conv
+
+def prepare(model: Model, hop: int | None = None, time_axis: int = 1) -> tuple[Model, StreamPlan]:
+    """The normalized working copy and its plan; nothing is rewritten yet."""
+    work = normalize(model)
+    return work, analyze(work, time_axis=time_axis, hop=hop)
+
+
+def rewrite(work: Model, plan: StreamPlan, state: str | None = None, target: str | None = None) -> Conversion:
+    """Apply `plan` to `work` (the model it was computed on) in the chosen state form; `work` becomes the stream."""
+    state, preset = resolve_target(target, state)
+    form = forms.get(state)
+    passes = state_passes(form, preset)
+    passes[0].apply(work, plan)
+    for p in passes[1:]:
+        p.apply(work)
+    check(work, POSTCONDITIONS, "after the pipeline")
+    return Conversion(work, plan, state, target)
 
 
 def convert_with_plan(model: Model, state: str | None = None, hop: int | None = None, time_axis: int = 1,
                       target: str | None = None) -> Conversion:
-    state, preset = resolve_target(target, state)
-    if state not in STATE_FORMS:
-        raise UsageError(f"unknown state form {state!r}; use one of {', '.join(STATE_FORMS)}")
-    source = normalize(model)  # 1. real shapes, dilation back in the conv options
-    plan = analyze(source, time_axis=time_axis, hop=hop)  # 2. follow time, plan state (changes nothing)
-    if state == CIRCULAR_BUFFER:  # 3'. one frame per invoke, TFLM's CIRCULAR_BUFFER before each slider
-        streaming = lower_to_circular_buffer(source, plan).model
-    else:
-        streaming = insert_ring_buffers(source, plan).model  # 3. one hop in, RING_BUFFER before each slider
-        if state != RING_BUFFER:
-            streaming = lower_ring_buffers(streaming, state).model  # 4. builtin form of the state, if asked
-    if preset is not None and preset.static_shapes:
-        streaming = static_reshapes(streaming).model  # 5. what the target's planner needs
-    return Conversion(streaming, plan, state, source, target)
+    resolve_target(target, state)  # refuse option mistakes before any work
+    if state is not None:
+        forms.get(state)
+    work, plan = prepare(model, hop, time_axis)
+    return rewrite(work, plan, state, target)
 
 
 def convert(model: Model, state: str | None = None, hop: int | None = None, time_axis: int = 1,
             target: str | None = None) -> Model:
-    """The streaming form of `model` (see ../shared/STREAMING.md for what it promises)."""
+    """The streaming form of `model`; docs/CONTRACT.md says what it promises. `model` is left untouched."""
     return convert_with_plan(model, state, hop, time_axis, target).model

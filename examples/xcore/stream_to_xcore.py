@@ -35,11 +35,12 @@ import numpy as np
 
 import xstream
 from xstream.errors import UsageError, XstreamError
-from xstream.measure import measure
+from xstream.report.measure import measure
 from xstream.pipeline import convert_with_plan
 from xstream.verify import verify
-from xstream.writer import serialize
-from xstream import xcore
+from xstream.tflite.writer import serialize
+from xstream.runtimes import xcore_host
+from xstream.targets import xcore
 
 
 @dataclass
@@ -88,8 +89,8 @@ def generated_matches(streaming_model, steps: int, seed: int) -> tuple[bool, int
     """Step 5: xformer's generated C++ (state in place) against the host interpreter (state fed back), on the same
     random hops: every output of every step identical."""
     data = serialize(streaming_model)
-    ref = xcore.host_runner(data, backend="interpreter")
-    gen = xcore.host_runner(data, backend="generated", in_place=True)
+    ref = xcore_host.host_runner(data, backend="interpreter")
+    gen = xcore_host.host_runner(data, backend="generated", in_place=True)
     rng = np.random.default_rng(seed)
     x0 = ref.inputs[0]
     state = [np.full(tuple(d["shape"]), d["quantization"][1] if np.issubdtype(np.dtype(d["dtype"]), np.integer)
@@ -146,7 +147,7 @@ def run_model(path: str | Path, out: Path | None = None, *, hop: int | None = No
                    runtime="xcore-litert")
         res.litert_max_abs, res.litert_max_rel, res.litert_bit_exact = r.max_abs_error, r.max_rel_error, r.bit_exact
         res.kernel_windows = 8
-        res.kernel_max_abs, res.kernel_windows_differing = xcore.kernel_deviation(original, windows=8, seed=seed)
+        res.kernel_max_abs, res.kernel_windows_differing = xcore_host.kernel_deviation(original, windows=8, seed=seed)
         # 5. the generated C++, state in place
         if generated:
             res.generated_equal, res.generated_steps = generated_matches(conv.model, 2 * conv.plan.warmup + 8, seed)
@@ -193,7 +194,7 @@ def markdown_table(results: list[ModelResult]) -> str:
         lines.append("")
         lines.append("\\* xformer aborts on the original as TF wrote it (unknown batch: `EXPAND_DIMS`, "
                      "`IsDynamicTensor ... Disabled function`); measured on the same maths with static shapes "
-                     "(`xstream.xcore.xformer_ready_original`).")
+                     "(`xstream.targets.xcore.xformer_ready_original`).")
     return "\n".join(lines)
 
 
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         xcore.xformer_binary()
-        xcore.host_interpreter_class()
+        xcore_host.host_interpreter_class()
     except UsageError as e:
         print(f"stream_to_xcore: {e}", file=sys.stderr)
         return 2

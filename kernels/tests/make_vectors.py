@@ -24,7 +24,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from xstream.ring_buffer import RingBufferReference  # noqa: E402
+from xstream.forms.ring_buffer import RingBufferReference  # noqa: E402
 
 # name, dtype, x shape, axis, frames, zero point, invokes (a reset before the invoke numbers in `resets`)
 CASES = [

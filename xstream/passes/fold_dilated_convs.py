@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import make, ops
 from ..analysis import map_axis
 from ..errors import StreamingRefused
 from ..ir import PADDING_VALID, Model, Operator, Subgraph, Tensor
-from .. import ops
-from . import PassResult, rewrite_each
-
-CHAIN_OPS = {"EXPAND_DIMS", "RESHAPE", "SQUEEZE"}
-CONVS = {"CONV_2D", "DEPTHWISE_CONV_2D"}
+from . import Pass, rewrite_each
 
 
 def _ints(t: Tensor | None) -> list[int] | None:
@@ -32,6 +29,10 @@ def _single_consumer(sg: Subgraph, t: Tensor) -> Operator | None:
     return users[0]
 
 
+def _is_conv(op: Operator) -> bool:
+    return ops.info(op).kernel == "weights"
+
+
 def _find_block(sg: Subgraph, s2b: Operator):
     """The ops from `s2b` to its BATCH_TO_SPACE_ND, or None if it is not a plain atrous conv block."""
     chain: list[Operator] = []
@@ -42,11 +43,11 @@ def _find_block(sg: Subgraph, s2b: Operator):
             return None
         if op.type == "BATCH_TO_SPACE_ND":
             break
-        if op.type not in CHAIN_OPS | CONVS:
+        if ops.family(op) != ops.RESHAPE and not _is_conv(op):
             return None
         chain.append(op)
         t = op.outputs[0]
-    convs = [op for op in chain if op.type in CONVS]
+    convs = [op for op in chain if _is_conv(op)]
     if len(convs) != 1:
         return None
     return chain, convs[0], op
@@ -76,10 +77,10 @@ def _fold_one(sg: Subgraph, s2b: Operator) -> bool:
     # Follow each blocked spatial axis (1..nblock of x) through the chain to the conv's input.
     axes = list(range(1, nblock + 1))
     cur = s2b.outputs[0]
-    new_shapes: dict[int, list[int]] = {}
+    new_shapes: dict[Tensor, list[int]] = {}
     # The batch inside the block is batch * prod(block), though a dynamic-batch model writes 1 there.
     shape = [x.shape[0]] + [x.shape[a] for a in axes] + list(cur.shape[nblock + 1:])
-    new_shapes[id(cur)] = shape
+    new_shapes[cur] = shape
     for op in chain:
         out = op.outputs[0]
         if op is conv:
@@ -89,7 +90,7 @@ def _fold_one(sg: Subgraph, s2b: Operator) -> bool:
             kernel = conv.inputs[1].shape
             for a, d in zip(axes, block):
                 conv.options[f"dilation_{hw[a]}_factor"] = d
-            shape = list(new_shapes[id(cur)])
+            shape = list(new_shapes[cur])
             for a, d in zip(axes, block):
                 shape[a] = shape[a] - d * (kernel[a] - 1)
             shape[-1] = out.shape[-1]
@@ -99,13 +100,13 @@ def _fold_one(sg: Subgraph, s2b: Operator) -> bool:
                 return False
             shape = list(out.shape)
             shape[0] = x.shape[0]
-            src = new_shapes[id(cur)]
+            src = new_shapes[cur]
             for a, m in zip(axes, mapped):
                 shape[m] = src[a]
             axes = mapped
-        new_shapes[id(out)] = shape
+        new_shapes[out] = shape
         cur = out
-    final = new_shapes[id(cur)]
+    final = new_shapes[cur]
     if [final[a] for a in axes] != [y.shape[a] for a in range(1, nblock + 1)]:
         raise StreamingRefused(f"{where}: folding the dilated block gives {final}, but the block's output is "
                                f"{list(y.shape)}; not a plain atrous convolution")
@@ -117,10 +118,10 @@ def _fold_one(sg: Subgraph, s2b: Operator) -> bool:
         if op is chain[-1]:
             op.outputs[0] = y
         else:
-            out.set_shape(new_shapes[id(out)])
+            out.set_shape(new_shapes[out])
         if op.type == "RESHAPE":
-            target = y.shape if op is chain[-1] else new_shapes[id(out)]
-            const = ops.const(f"{out.name}/folded_shape", list(target))
+            target = y.shape if op is chain[-1] else new_shapes[out]
+            const = make.const(f"{out.name}/folded_shape", list(target))
             if len(op.inputs) > 1:
                 op.inputs[1] = const
             op.options["new_shape"] = list(target)
@@ -128,6 +129,9 @@ def _fold_one(sg: Subgraph, s2b: Operator) -> bool:
     return True
 
 
-def fold_dilated_convs(model: Model) -> PassResult:
-    """Return a copy of `model` with every atrous conv block folded into a dilated conv."""
+def _run(model: Model) -> bool:
+    """Fold every atrous conv block of `model` into a dilated conv."""
     return rewrite_each(model, "SPACE_TO_BATCH_ND", _fold_one)
+
+
+fold_dilated_convs = Pass("fold_dilated_convs", _run, requires=("topological",), ensures=("topological",))

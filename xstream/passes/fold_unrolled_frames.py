@@ -12,13 +12,9 @@ import copy
 
 import numpy as np
 
+from .. import ops
 from ..ir import Model, Operator, Subgraph, Tensor
-from . import PassResult, rewrite_each
-
-# Ops that act on each row of a leading axis alone when that axis is not their last one.
-ROW_OPS = {"FULLY_CONNECTED", "SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION", "QUANTIZE", "DEQUANTIZE", "RELU",
-           "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "ELU", "GELU", "ADD", "MUL",
-           "SUB", "CAST"}
+from . import Pass, rewrite_each
 
 
 def _const_key(t: Tensor | None):
@@ -38,17 +34,17 @@ def _quant_key(t: Tensor):
 
 def _chain(sg: Subgraph, end: Tensor) -> tuple[list[Operator], Operator] | None:
     """The single-input per-frame ops producing `end`, back to the STRIDED_SLICE that selects its frame."""
-    ops: list[Operator] = []
+    chain: list[Operator] = []
     t = end
     while True:
         op = sg.producer(t)
         if op is None or len(sg.consumers(t)) != 1 or any(o is t for o in sg.outputs):
             return None
         if op.type == "STRIDED_SLICE":
-            return list(reversed(ops)), op
-        if op.type not in ROW_OPS or any(x is not None and not x.is_constant for x in op.inputs[1:]):
+            return list(reversed(chain)), op
+        if not ops.info(op).per_row or any(x is not None and not x.is_constant for x in op.inputs[1:]):
             return None
-        ops.append(op)
+        chain.append(op)
         t = op.inputs[0]
 
 
@@ -108,13 +104,16 @@ def _fold_pack(sg: Subgraph, pack: Operator) -> bool:
         cur = out
     if not new_ops:
         return False
-    dead = {id(op) for f in found for op in f[0] + [f[1]]} | {id(pack)}
+    dead = {op for f in found for op in f[0] + [f[1]]} | {pack}
     at = sg.index_of(pack)
     sg.operators[at:at + 1] = new_ops
-    sg.operators = [op for op in sg.operators if id(op) not in dead]
+    sg.operators = [op for op in sg.operators if op not in dead]
     return True
 
 
-def fold_unrolled_frames(model: Model) -> PassResult:
-    """Return a copy of `model` with every unrolled per-frame loop (slices, same ops, PACK) as one chain."""
+def _run(model: Model) -> bool:
+    """Fold every unrolled per-frame loop (slices, same ops, PACK) of `model` into one chain."""
     return rewrite_each(model, "PACK", _fold_pack)
+
+
+fold_unrolled_frames = Pass("fold_unrolled_frames", _run, requires=("topological",), ensures=("topological",))

@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import ops
 from ..ir import Model, Operator, Tensor
-from . import PassResult
-
-SAME_SHAPE = {"RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "ELU", "GELU",
-              "QUANTIZE", "DEQUANTIZE", "CAST", "ABS", "NEG", "SQRT", "RSQRT", "EXP", "LOG", "SQUARE", "SOFTMAX",
-              "LOG_SOFTMAX", "L2_NORMALIZATION"}
-BROADCAST = {"ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "POW"}
+from . import Pass
 MAX_VALUE_ELEMENTS = 64  # shape computations are tiny; never evaluate anything larger
 
 
@@ -29,13 +25,13 @@ class _Values:
     """Known values of small integer tensors: constants and what SHAPE computations give at batch 1."""
 
     def __init__(self):
-        self.known: dict[int, np.ndarray] = {}
+        self.known: dict[Tensor, np.ndarray] = {}
 
     def get(self, t: Tensor | None) -> np.ndarray | None:
         if t is None:
             return None
-        if id(t) in self.known:
-            return self.known[id(t)]
+        if t in self.known:
+            return self.known[t]
         if t.is_constant and t.dtype in ("int32", "int64") and int(np.prod(t.shape)) <= MAX_VALUE_ELEMENTS:
             return np.asarray(t.data)
         return None
@@ -72,7 +68,7 @@ class _Values:
         except (ValueError, IndexError, TypeError, AttributeError):
             return  # a malformed op: its value stays unknown
         if out is not None and op.outputs:
-            self.known[id(op.outputs[0])] = np.asarray(out)
+            self.known[op.outputs[0]] = np.asarray(out)
 
 
 def _reshape_target(op: Operator, values: _Values) -> list[int] | None:
@@ -95,9 +91,10 @@ def _infer(op: Operator, values: _Values) -> list[int] | None:
     x = op.inputs[0] if op.inputs else None
     if op.type == "RESHAPE":
         return _reshape_target(op, values)
-    if op.type in SAME_SHAPE and x is not None:
+    rule = ops.info(op).shape
+    if rule == "same" and x is not None:
         return list(x.shape)
-    if op.type in BROADCAST:
+    if rule == "broadcast":
         try:
             return list(np.broadcast_shapes(*(t.shape for t in op.inputs if t is not None)))
         except ValueError:
@@ -110,8 +107,7 @@ def _infer(op: Operator, values: _Values) -> list[int] | None:
     return None
 
 
-def resolve_shapes(model: Model) -> PassResult:
-    model = model.copy()
+def _run(model: Model) -> bool:
     changed = False
     for sg in model.subgraphs:
         values = _Values()
@@ -127,4 +123,7 @@ def resolve_shapes(model: Model) -> PassResult:
             if shape is not None and tuple(shape) != out.shape:
                 out.shape = tuple(shape)
                 changed = True
-    return PassResult(model, changed)
+    return changed
+
+
+resolve_shapes = Pass("resolve_shapes", _run, requires=("topological",), ensures=("topological",))

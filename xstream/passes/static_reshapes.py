@@ -6,11 +6,9 @@ Keras Conv1D with an unknown batch. After conversion every shape is static, so a
 
 from __future__ import annotations
 
-from .. import ops
+from .. import make, ops
 from ..ir import Model
-from . import PassResult
-
-SHAPE_ONLY = {"EXPAND_DIMS", "SQUEEZE"}
+from . import Pass
 
 
 def _static(t) -> bool:
@@ -19,12 +17,15 @@ def _static(t) -> bool:
         (t.shape_signature is None or all(d >= 0 for d in t.shape_signature))
 
 
-def static_reshapes(model: Model) -> PassResult:
-    model = model.copy()
+def _run(model: Model) -> bool:
     changed = False
     for sg in model.subgraphs:
         for i, op in enumerate(sg.operators):
-            if op.type in SHAPE_ONLY and _static(op.inputs[0]) and _static(op.outputs[0]):
-                sg.operators[i] = ops.reshape(op.inputs[0], op.outputs[0])
+            if ops.family(op) == ops.RESHAPE and op.type != "RESHAPE" and _static(op.inputs[0]) \
+                    and _static(op.outputs[0]):
+                sg.operators[i] = make.reshape(op.inputs[0], op.outputs[0])
                 changed = True
-    return PassResult(model, changed)
+    return changed
+
+
+static_reshapes = Pass("static_reshapes", _run, ensures=("static_shapes",))

@@ -24,13 +24,7 @@ RING_BUFFER ops keep `frames - n` frames in their kernel (persistent memory); re
 form) keep one copy each in TFLM's persistent tail. The `external` form's state is model I/O, so it lives inside
 the arena already and is not added again.
 
-Cost. Per invoke, from each op's own shapes:
-- MACs: CONV_2D out_elems*kh*kw*cin; DEPTHWISE_CONV_2D out_elems*kh*kw; FULLY_CONNECTED out_rows*units*in;
-  BATCH_MATMUL out_elems*k; TRANSPOSE_CONV in_elems*kh*kw*cout; CONV_3D out_elems*kd*kh*kw*cin;
-- other ops (not MACs): pools count one op per window element read (out_elems*fh*fw), reductions one per input
-  element, element-wise ops (activations, ADD, MUL, ...) one per output element;
-- data movement (RESHAPE, CONCATENATION, STRIDED_SLICE, PAD, RING_BUFFER, READ_VARIABLE, ...) counts nothing.
-Fused activations and bias adds are not counted.
+Cost. Per invoke, from each op's own shapes, by the cost rules of the op table (xstream/ops.py, COST_NOTES).
 
 Theoretical minimum per step of a stream (`minimum_step_cost`). For each op of the analysed original model:
 - an op whose output carries time (every op before the head) computes each of its output frames exactly once:
@@ -46,18 +40,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .analysis import BINARY, LAST_AXIS_OPS, POOLS, REDUCTIONS, UNARY, StreamPlan
-from .ir import Model, Operator, Subgraph, Tensor
-from .passes.lower_to_circular_buffer import is_circular_buffer
-from .ring_buffer import decode_options, is_ring_buffer
+from .. import forms, ops
+from ..analysis import StreamPlan
+from ..forms import StateBuffer
+from ..ir import Model, Operator, Subgraph, Tensor
 
 ALIGNMENT = 16
 PLANNER = ("TFLite Micro GreedyMemoryPlanner: largest tensor first at the lowest free offset, lifetimes from "
            "the op order, sizes aligned to 16 bytes; no scratch buffers")
 
-ELEMENTWISE = UNARY | BINARY | LAST_AXIS_OPS
-_CALLS = {"CALL_ONCE": ("init_subgraph_index",), "IF": ("then_subgraph_index", "else_subgraph_index"),
-          "WHILE": ("cond_subgraph_index", "body_subgraph_index"), "CALL": ("subgraph",)}
 
 
 # -- cost ------------------------------------------------------------------------------------------------
@@ -84,33 +75,7 @@ def op_cost(op: Operator, in_shapes: list | None = None, out_shapes: list | None
         for i, s in enumerate(given or []):
             if s is not None and i < len(shapes):
                 shapes[i] = tuple(s)
-    if not outs:
-        return Cost()
-    out = _elems(outs[0])
-    t = op.type
-    w = ins[1] if len(ins) > 1 else None
-    # Weights of another rank than the op's: a malformed model; count nothing rather than guess.
-    if t == "CONV_2D" and w is not None and len(w) == 4:
-        return Cost(macs=out * w[1] * w[2] * w[3])
-    if t == "DEPTHWISE_CONV_2D" and w is not None and len(w) == 4:
-        return Cost(macs=out * w[1] * w[2])
-    if t == "CONV_3D" and w is not None and len(w) == 5:
-        return Cost(macs=out * w[0] * w[1] * w[2] * w[3])
-    if t == "FULLY_CONNECTED" and w is not None and len(w) >= 1:
-        return Cost(macs=out * w[-1])
-    if t == "TRANSPOSE_CONV" and len(ins) > 2 and ins[1] is not None and ins[2] is not None and len(ins[1]) == 4:
-        wt = ins[1]
-        return Cost(macs=_elems(ins[2]) * wt[1] * wt[2] * wt[0])
-    if t == "BATCH_MATMUL" and ins[0] is not None and len(ins[0]) >= 2:
-        k = ins[0][-2] if op.options.get("adj_x", False) else ins[0][-1]
-        return Cost(macs=out * k)
-    if t in POOLS:
-        return Cost(other=out * op.options.get("filter_height", 1) * op.options.get("filter_width", 1))
-    if t in REDUCTIONS and ins[0] is not None:
-        return Cost(other=_elems(ins[0]))
-    if t in ELEMENTWISE:
-        return Cost(other=out)
-    return Cost()
+    return Cost(*ops.cost(op, ins, outs))
 
 
 def subgraph_cost(sg: Subgraph) -> Cost:
@@ -196,25 +161,25 @@ def tensor_bytes(t: Tensor) -> int:
 
 
 def _called(op: Operator) -> list[Subgraph]:
-    keys = _CALLS.get(op.type, ())
+    keys = ops.info(op).calls
     return [op.options[k] for k in keys if isinstance(op.options.get(k), Subgraph)]
 
 
 def arena_lifetimes(model: Model) -> list[ArenaBuffer]:
     """The tensors TFLM plans into its arena, in the order it adds them, with their lifetimes (no offsets)."""
-    sg_index = {id(sg): i for i, sg in enumerate(model.subgraphs)}
-    life: dict[tuple[int, int], list[int]] = {}  # (subgraph, id(tensor)) -> [first, last]
+    sg_index = {sg: i for i, sg in enumerate(model.subgraphs)}
+    life: dict[tuple[int, Tensor], list[int]] = {}  # (subgraph, tensor) -> [first, last]
     scope = 0
 
     def created(s: int, t: Tensor) -> None:
-        life[(s, id(t))] = [scope, scope]
+        life[(s, t)] = [scope, scope]
 
     def used(s: int, t: Tensor) -> None:
-        life.setdefault((s, id(t)), [scope, scope])[1] = scope
+        life.setdefault((s, t), [scope, scope])[1] = scope
 
     def mark(sg: Subgraph) -> None:
         nonlocal scope
-        s = sg_index[id(sg)]
+        s = sg_index[sg]
         for t in sg.inputs + sg.outputs:
             created(s, t)
         for op in sg.operators:
@@ -236,7 +201,7 @@ def arena_lifetimes(model: Model) -> list[ArenaBuffer]:
     buffers = []
     for s, sg in enumerate(model.subgraphs):
         for t in _planned_tensors(sg):
-            span = life.get((s, id(t)))
+            span = life.get((s, t))
             if span is None:
                 continue  # a subgraph nothing calls, or a tensor no op touches
             b = tensor_bytes(t)
@@ -260,58 +225,19 @@ def plan_arena(model: Model) -> ArenaPlan:
 # -- state and weights ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class StateBuffer:
-    name: str
-    form: str  # ring-buffer, variable, external
-    bytes: int
-    in_arena: bool  # external state is model I/O, planned in the arena
-
-
 def model_state(model: Model) -> list[StateBuffer]:
-    """The state a (streaming) model keeps between invokes; [] for a plain model."""
-    states: list[StateBuffer] = []
-    for op in model.main.operators:
-        if is_ring_buffer(op):
-            axis, frames = decode_options(op)
-            x = op.inputs[0]
-            n = x.shape[axis]
-            keep = max(frames - n, 0)
-            states.append(StateBuffer(x.name, "ring-buffer", keep * (x.nbytes // n if n else 0), False))
-        elif is_circular_buffer(op):
-            # Its output is a variable tensor holding the last N frames: the state itself.
-            states.append(StateBuffer(op.inputs[0].name, "circular-buffer", op.outputs[0].nbytes, False))
-    variables: dict[str, int] = {}
-    handles: dict[int, str] = {}
-    for _, op in model.operators():
-        if op.type == "VAR_HANDLE" and op.outputs:
-            name = op.options.get("shared_name") or op.outputs[0].name
-            handles[id(op.outputs[0])] = name
-            variables.setdefault(name, 0)
-    for _, op in model.operators():
-        if op.type in ("READ_VARIABLE", "ASSIGN_VARIABLE") and op.inputs and id(op.inputs[0]) in handles:
-            value = op.outputs[0] if op.type == "READ_VARIABLE" and op.outputs else \
-                op.inputs[1] if op.type == "ASSIGN_VARIABLE" and len(op.inputs) > 1 else None
-            if value is None:
-                continue
-            name = handles[id(op.inputs[0])]
-            variables[name] = max(variables[name], value.nbytes)
-    states += [StateBuffer(name, "variable", b, False) for name, b in variables.items()]
-    out_names = {t.name for t in model.main.outputs}
-    for t in model.main.inputs[1:]:
-        if t.name + "_next" in out_names:
-            states.append(StateBuffer(t.name, "external", t.nbytes, True))
-    return states
+    """The state a (streaming) model keeps between invokes (each form says what it keeps); [] for a plain model."""
+    return forms.state_buffers(model)
 
 
 def weight_bytes(model: Model) -> tuple[int, int]:
     """(parameters, bytes) of the constants of every subgraph, each shared buffer once."""
     params = total = 0
-    seen: set[int] = set()
+    seen: set = set()
     for sg in model.subgraphs:
         for t in sg.tensors():
-            if t.is_constant and id(t.buffer) not in seen:
-                seen.add(id(t.buffer))
+            if t.is_constant and t.buffer not in seen:
+                seen.add(t.buffer)
                 params += _elems(t.shape)
                 total += len(t.buffer.data)
     return params, total
@@ -412,21 +338,16 @@ class StreamRow:
     head: bool = False
 
 
-def stream_rows(model: Model, plan: StreamPlan, streaming: Model | None = None) -> list[StreamRow]:
-    """One row per op of `model` (the analysed original); step costs from the ops of `streaming` that carry
-    the same output tensor name (the passes keep names), else from the plan's shapes."""
+def stream_rows(model: Model, plan: StreamPlan) -> list[StreamRow]:
+    """One row per op of `model` (the analysed original, before the plan is applied); the step costs are the
+    minimum until `fill_step_costs` reads them from the stream."""
     _check_plan(model, plan)
     sg = model.main
-    by_name: dict[str, list[Operator]] = {}
-    if streaming is not None:
-        for op in streaming.main.operators:
-            if op.outputs:
-                by_name.setdefault(op.outputs[0].name, []).append(op)
-    state_of: dict[int, tuple] = {}  # id(op) -> (state, reader)
+    state_of: dict[Operator, tuple] = {}  # op -> (state, reader)
     for st in plan.states:
         for r in st.readers:
-            state_of[id(r.op)] = (st, r)
-    heads = {id(op) for op in plan.heads}
+            state_of[r.op] = (st, r)
+    heads = set(plan.heads)
     rows = []
     for i, op in enumerate(sg.operators):
         time_in = [t for t in op.inputs if plan.time_info(t) is not None]
@@ -438,34 +359,38 @@ def stream_rows(model: Model, plan: StreamPlan, streaming: Model | None = None) 
         step_in = None
         if first is not None:
             step_in = plan.frames(first)
-            if id(op) in state_of:
-                st, r = state_of[id(op)]
+            if op in state_of:
+                st, r = state_of[op]
                 step_in = r.length(st.frames_in)
         state_frames = state_bytes = 0
         shared: list[int] = []
-        if id(op) in state_of:
-            st, _ = state_of[id(op)]
+        if op in state_of:
+            st, _ = state_of[op]
             readers = sorted(sg.index_of(r.op) for r in st.readers)
             if readers[0] == i:
                 state_frames, state_bytes = st.state_frames, st.state_bytes
             shared = [k for k in readers if k != i]
         orig = op_cost(op)
         low = minimum_op_cost(op, plan)
-        step: Cost | None
-        if streaming is None:
-            step = low
-        else:
-            match = by_name.get(out.name, []) if out is not None else []
-            step = op_cost(match[0]) if len(match) == 1 and match[0].type == op.type else None
         rows.append(StreamRow(
             index=i, op=op.kind, time_axis=axis,
             frames_in=in_info.length if in_info else None, frames_out=out_info.length if out_info else None,
             step_in=step_in, step_out=plan.frames(out) if out_info else None,
             state_frames=state_frames, state_bytes=state_bytes, state_shared_with=shared,
-            macs=orig.macs, step_macs=None if step is None else step.macs, min_macs=low.macs,
-            other=orig.other, step_other=None if step is None else step.other, min_other=low.other,
-            head=id(op) in heads))
+            macs=orig.macs, step_macs=low.macs, min_macs=low.macs,
+            other=orig.other, step_other=low.other, min_other=low.other,
+            head=op in heads))
     return rows
+
+
+def fill_step_costs(rows: list[StreamRow], analysed_ops: list[Operator], streaming: Model) -> None:
+    """Each row's cost per step in `streaming`, the model the plan was applied to in place (its surviving ops are
+    the analysed ops themselves); None for an op the conversion removed."""
+    kept = set(streaming.main.operators)
+    for row, op in zip(rows, analysed_ops):
+        step = op_cost(op) if op in kept else None
+        row.step_macs = None if step is None else step.macs
+        row.step_other = None if step is None else step.other
 
 
 def ratio(a: float, b: float) -> float | None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .ir import Model
+from ..ir import Model
+from ..pipeline import TARGETS, Conversion
 from .measure import measure
-from .pipeline import TARGETS, Conversion
 
 
 def conversion_report(input_path: str, output_path: str, original: Model, result: Conversion) -> dict:

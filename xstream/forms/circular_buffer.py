@@ -27,14 +27,15 @@ from dataclasses import dataclass
 import numpy as np
 from flatbuffers import flexbuffers
 
-from .. import ops
+from .. import make
 from ..analysis import StreamPlan
 from ..errors import StreamingRefused
 from ..ir import Model, Operator, Tensor
-from . import PassResult
-from .insert_ring_buffers import _fix_reshape, _remove_time_padding, _uncrop_time
+from ..passes import Pass
+from ..passes.time_path import absorb_causal_pads, finish, shrink_time
+from .base import StateBuffer, StateForm
 
-CIRCULAR_BUFFER = "circular-buffer"
+NAME = "circular-buffer"
 CUSTOM_CODE = "CIRCULAR_BUFFER"
 
 
@@ -50,14 +51,13 @@ def _refuse(what: str, why: str) -> StreamingRefused:
     return StreamingRefused(f"--state circular-buffer: {what}: {why}; use --state ring-buffer or variable")
 
 
-def lower_to_circular_buffer(model: Model, plan: StreamPlan) -> PassResult:
-    """Return the circular-buffer streaming form of `model` (the folded original that `plan` was computed on)."""
-    new, copy_of = model.copy_mapped()
-    sg = new.main
+def _run(model: Model, plan: StreamPlan) -> bool:
+    """Turn `model` (the folded original that `plan` was computed on) into its circular-buffer streaming form."""
+    sg = model.main
     needs = _buffer_needs(plan)
 
     # Checks that need only the plan, before anything changes.
-    for t, axis, _ in needs.values():
+    for t, (axis, _) in needs.items():
         if t.dtype != "int8":
             raise _refuse(f"tensor {t.name!r} ({t.dtype})", "TFLite Micro's CIRCULAR_BUFFER kernel supports int8 "
                                                            "only")
@@ -68,21 +68,12 @@ def lower_to_circular_buffer(model: Model, plan: StreamPlan) -> PassResult:
                           "and cannot be reshaped to CIRCULAR_BUFFER's [1, 1, 1, depth]")
 
     # 1 frame per invoke on the whole time path.
-    rate: dict[int, int] = {}
-    for key, info in plan.times.items():
-        t = copy_of(plan.tensors[key])
-        t.set_shape(ops.with_axis(t.shape, info.axis, 1))
-        rate[id(t)] = info.stride
-    for op, axis in plan.crops:
-        _uncrop_time(copy_of(op), axis, 1)
-    for op in plan.time_reshapes + plan.heads:
-        if op.type == "RESHAPE":
-            _fix_reshape(copy_of(op))
+    rate: dict[Tensor, int] = {t: info.stride for t, info in plan.times.items()}
+    shrink_time(plan, lambda info: 1)
 
     gates: dict[int, list[Operator]] = {}  # frame rate -> buffers that skip (cycles_max > 1)
-    gate_ops: set[int] = set()
-    for original, axis, readers in needs.values():
-        x = copy_of(original)
+    gate_ops: set[Operator] = set()
+    for x, (axis, readers) in needs.items():
         depth = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
         groups: dict[int, list] = {}
         for r in readers:
@@ -90,46 +81,42 @@ def lower_to_circular_buffer(model: Model, plan: StreamPlan) -> PassResult:
         new_ops: list[Operator] = []
         frame = x
         if list(x.shape) != [1, 1, 1, depth]:
-            frame = ops.like(x, f"{x.name}/frame", (1, 1, 1, depth))
-            new_ops.append(ops.reshape(x, frame))
-            rate[id(frame)] = rate[id(x)]
+            frame = make.like(x, f"{x.name}/frame", (1, 1, 1, depth))
+            new_ops.append(make.reshape(x, frame))
+            rate[frame] = rate[x]
         for stride, group in sorted(groups.items()):
             frames = max(r.lag + r.length for r in group)
             tag = f"{x.name}/circular_buffer" + (f"_s{stride}" if len(groups) > 1 else "")
-            held = ops.like(x, tag, (1, frames, 1, depth))
+            held = make.like(x, tag, (1, frames, 1, depth))
             held.is_variable = True  # the state lives in this tensor: never shared in the arena
             cb = Operator("CUSTOM", [frame], [held], custom_code=CUSTOM_CODE, custom_options=encode_options(stride),
                           custom_options_format=0)
             new_ops.append(cb)
-            rate[id(held)] = rate[id(x)]
+            rate[held] = rate[x]
             if stride > 1:
-                gates.setdefault(rate[id(x)], []).append(cb)
-                gate_ops.add(id(cb))
+                gates.setdefault(rate[x], []).append(cb)
+                gate_ops.add(cb)
             buffered = held
-            if tuple(ops.with_axis(x.shape, axis, frames)) != (1, frames, 1, depth):
-                buffered = ops.like(x, f"{tag}/frames", ops.with_axis(x.shape, axis, frames))
-                new_ops.append(ops.reshape(held, buffered))
-                rate[id(buffered)] = rate[id(x)]
+            if tuple(make.with_axis(x.shape, axis, frames)) != (1, frames, 1, depth):
+                buffered = make.like(x, f"{tag}/frames", make.with_axis(x.shape, axis, frames))
+                new_ops.append(make.reshape(held, buffered))
+                rate[buffered] = rate[x]
             views: dict[tuple[int, int], Tensor] = {(0, frames): buffered}
             for r in group:
                 window = (r.lag, r.length)
                 if window not in views:
-                    view = ops.like(x, f"{tag}/frames_{frames - r.lag - r.length}_{frames - r.lag}",
-                                    ops.with_axis(x.shape, axis, r.length))
-                    new_ops.append(ops.strided_slice(buffered, axis, frames - r.lag - r.length, frames - r.lag,
-                                                     view))
-                    rate[id(view)] = rate[id(x)]
+                    view = make.like(x, f"{tag}/frames_{frames - r.lag - r.length}_{frames - r.lag}",
+                                     make.with_axis(x.shape, axis, r.length))
+                    new_ops.append(make.strided_slice(buffered, axis, frames - r.lag - r.length, frames - r.lag,
+                                                      view))
+                    rate[view] = rate[x]
                     views[window] = view
-                copy_of(r.op).inputs[r.slot] = views[window]
-        first_reader = min(sg.index_of(copy_of(r.op)) for r in readers)
+                r.op.inputs[r.slot] = views[window]
+        first_reader = min(sg.index_of(r.op) for r in readers)
         sg.operators[first_reader:first_reader] = new_ops
 
-    for pad in plan.causal_pads:
-        _remove_time_padding(new, sg, copy_of(pad), plan.times[id(pad.inputs[0])].axis)
-    for t in sg.tensors():
-        t.shape_signature = None
-    sg.cleanup()
-    sg.toposort()
+    absorb_causal_pads(model, sg, plan)
+    finish(sg)
 
     for r, cbs in gates.items():
         if len(cbs) > 1:
@@ -138,7 +125,7 @@ def lower_to_circular_buffer(model: Model, plan: StreamPlan) -> PassResult:
                                               f"{r} input frame(s)); CIRCULAR_BUFFER can only skip the rest of the "
                                               "graph, so one rate change per frame rate fits")
     _order_by_rate(sg, rate, gate_ops)
-    return PassResult(new, True)
+    return True
 
 
 @dataclass
@@ -153,46 +140,58 @@ class _Need:
     stride: int
 
 
-def _buffer_needs(plan: StreamPlan) -> dict[int, tuple[Tensor, int, list[_Need]]]:
+def _buffer_needs(plan: StreamPlan) -> dict[Tensor, tuple[int, list[_Need]]]:
     """Per tensor (of the planned model): its time axis and the readers that need a buffer at one frame per
     invoke. The plan's states cover the readers that need history at its hop; a strided slider whose window fits
     in one hop (e.g. a pool of 2 with stride 2 at hop 2) needs none there but does here, one frame at a time."""
-    stride_of = {id(s.op): s.stride for s in plan.slides}
-    needs: dict[int, tuple[Tensor, int, list[_Need]]] = {}
-    seen: set[tuple[int, int]] = set()
+    stride_of = {s.op: s.stride for s in plan.slides}
+    needs: dict[Tensor, tuple[int, list[_Need]]] = {}
+    seen: set[tuple[Operator, int]] = set()
     for state in plan.states:
         for r in state.readers:
-            stride = 1 if r.full_length is not None else stride_of.get(id(r.op), 1)
+            stride = 1 if r.full_length is not None else stride_of.get(r.op, 1)
             length = r.full_length if r.full_length is not None else r.extra + stride
-            needs.setdefault(id(state.tensor), (state.tensor, state.axis, []))[2].append(
-                _Need(r.op, r.slot, r.lag, length, stride))
-            seen.add((id(r.op), r.slot))
+            needs.setdefault(state.tensor, (state.axis, []))[1].append(_Need(r.op, r.slot, r.lag, length, stride))
+            seen.add((r.op, r.slot))
     for s in plan.slides:
-        if (id(s.op), 0) in seen or (s.receptive_field == 1 and s.stride == 1):
+        if (s.op, 0) in seen or (s.receptive_field == 1 and s.stride == 1):
             continue
         x = s.op.inputs[0]
-        needs.setdefault(id(x), (x, plan.times[id(x)].axis, []))[2].append(
-            _Need(s.op, 0, 0, s.receptive_field, s.stride))
+        needs.setdefault(x, (plan.times[x].axis, []))[1].append(_Need(s.op, 0, 0, s.receptive_field, s.stride))
     return needs
 
 
-def _order_by_rate(sg, rate: dict[int, int], gate_ops: set[int]) -> None:
+def _order_by_rate(sg, rate: dict[Tensor, int], gate_ops: set[Operator]) -> None:
     """Stable-sort the (topologically sorted) ops by (frame rate, after the rate's skipping buffer): ops of a
     faster rate never sit behind a buffer that aborts the invoke. The key never decreases along an edge, so the
     order stays topological."""
-    produced_by = {id(t): op for op in sg.operators for t in op.outputs}
-    key: dict[int, tuple[int, int]] = {}
+    produced_by = {t: op for op in sg.operators for t in op.outputs}
+    key: dict[Operator, tuple[int, int]] = {}
     for op in sg.operators:
         base = (0, 0)
-        rates = [rate[id(t)] for t in op.outputs if id(t) in rate]
-        if id(op) in gate_ops:
-            base = (rate[id(op.inputs[0])], 1)
+        rates = [rate[t] for t in op.outputs if t in rate]
+        if op in gate_ops:
+            base = (rate[op.inputs[0]], 1)
         elif rates:
             base = (max(rates), 0)
         k = base
         for t in op.inputs:
-            p = produced_by.get(id(t)) if t is not None else None
+            p = produced_by.get(t) if t is not None else None
             if p is not None:
-                k = max(k, key[id(p)])
-        key[id(op)] = k
-    sg.operators.sort(key=lambda op: key[id(op)])
+                k = max(k, key[p])
+        key[op] = k
+    sg.operators.sort(key=lambda op: key[op])
+
+
+def _state_buffers(model: Model) -> list[StateBuffer]:
+    # Its output is a variable tensor holding the last N frames: the state itself.
+    return [StateBuffer(op.inputs[0].name, NAME, op.outputs[0].nbytes, False) for op in model.main.operators
+            if is_circular_buffer(op)]
+
+
+insert = Pass("insert_circular_buffers", _run, requires=("topological", "source_indexed"),
+              ensures=("topological", "batch_one"), in_place=True)
+FORM = StateForm(NAME, "TFLite Micro's own CIRCULAR_BUFFER custom op (int8; one frame per invoke); any TFLite Micro, "
+                       "no custom kernel",
+                 detect=lambda m: any(is_circular_buffer(op) for op in m.main.operators),
+                 state_buffers=_state_buffers, insert=insert, custom_code=CUSTOM_CODE)

@@ -1,12 +1,15 @@
-"""The RING_BUFFER custom op as docs/RING_BUFFER.md specifies it: options encoding and a numpy reference."""
+"""The `ring-buffer` form: xstream's RING_BUFFER custom op as docs/RING_BUFFER.md specifies it (options, numpy
+reference, the state it keeps). The pass that splices it into a model is passes/insert_ring_buffers.py; its
+TFLite Micro kernel is kernels/ring_buffer."""
 
 from __future__ import annotations
 
 import numpy as np
 from flatbuffers import flexbuffers
 
-from .errors import XstreamError
-from .ir import Operator, Tensor
+from ..errors import XstreamError
+from ..ir import Model, Operator, Tensor
+from .base import StateBuffer, StateForm
 
 CUSTOM_CODE = "RING_BUFFER"
 FLEXBUFFERS_FORMAT = 0  # CustomOptionsFormat.FLEXBUFFERS
@@ -25,7 +28,7 @@ def decode_options(op: Operator) -> tuple[int, int]:
             from None
 
 
-def make(x: Tensor, y: Tensor, axis: int, frames: int) -> Operator:
+def make_op(x: Tensor, y: Tensor, axis: int, frames: int) -> Operator:
     return Operator("CUSTOM", [x], [y], custom_code=CUSTOM_CODE, custom_options=encode_options(axis, frames),
                     custom_options_format=FLEXBUFFERS_FORMAT)
 
@@ -56,3 +59,22 @@ class RingBufferReference:
         if keep:
             self.state = np.take(y, range(self.frames - keep, self.frames), axis=self.axis).copy()
         return y
+
+
+def _state_buffers(model: Model) -> list[StateBuffer]:
+    out = []
+    for op in model.main.operators:
+        if is_ring_buffer(op):
+            axis, frames = decode_options(op)
+            x = op.inputs[0]
+            n = x.shape[axis]
+            keep = max(frames - n, 0)
+            out.append(StateBuffer(x.name, NAME, keep * (x.nbytes // n if n else 0), False))
+    return out
+
+
+NAME = "ring-buffer"
+FORM = StateForm(NAME, f"{CUSTOM_CODE} custom ops (docs/RING_BUFFER.md); TFLite Micro with xstream's kernel "
+                       "(kernels/ring_buffer)",
+                 detect=lambda m: any(is_ring_buffer(op) for op in m.main.operators),
+                 state_buffers=_state_buffers, custom_code=CUSTOM_CODE)

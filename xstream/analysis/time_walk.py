@@ -11,136 +11,12 @@ different input frames need a delay on the older branch.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import numpy as np
 
-from .errors import StreamingRefused, UsageError
-from .ir import PADDING_SAME, Model, Operator, Subgraph, Tensor
-
-SLIDERS = {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D"}
-POOLS = {"AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D"}
-REDUCTIONS = {"MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "REDUCE_ANY", "REDUCE_ALL"}
-UNARY = {"RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "ELU",
-         "GELU", "QUANTIZE", "DEQUANTIZE", "CAST", "ABS", "NEG", "SQRT", "RSQRT", "EXP", "LOG", "SQUARE", "SIN",
-         "COS", "FLOOR", "CEIL", "ROUND", "SIGN", "LOGICAL_NOT", "ZEROS_LIKE", "ONES_LIKE"}
-BINARY = {"ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "POW", "PRELU", "FLOOR_DIV",
-          "FLOOR_MOD", "LESS", "GREATER", "EQUAL", "NOT_EQUAL", "LESS_EQUAL", "GREATER_EQUAL", "LOGICAL_AND",
-          "LOGICAL_OR", "SELECT", "SELECT_V2", "ADD_N"}
-LAST_AXIS_OPS = {"SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION"}
-SHAPE_OPS = {"RESHAPE", "EXPAND_DIMS", "SQUEEZE"}
-STATEFUL = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"}
-STREAMING_CUSTOM_OPS = {"RING_BUFFER", "CIRCULAR_BUFFER"}
-CONTROL_FLOW = {"IF", "WHILE", "CALL_ONCE", "CALL"}
-
-WINDOW_EXACT = "window-exact"
-CAUSAL = "causal"
-
-
-@dataclass
-class TimeInfo:
-    axis: int
-    length: int  # L: frames on the time axis in the original model
-    stride: int  # S: input frames per frame of this tensor
-    first_end: int  # input frame (window coordinates) where frame 0's receptive field ends
-    pad_left: int = 0  # frames of causal padding at the front, still to be absorbed by a sliding op
-    raw_input: bool = False  # the model input's frames, only reshaped (zeros here are the input's zeros)
-
-    def unused(self, window: int) -> int:
-        """Input frames after the last frame's receptive field (the D this tensor would give)."""
-        return window - 1 - self.first_end - (self.length - 1) * self.stride
-
-
-@dataclass
-class Reader:
-    """An op input that reads a window of a tensor's buffered history instead of the tensor itself."""
-
-    op: Operator
-    slot: int
-    extra: int  # frames beyond the n new ones this reader needs (receptive_field - stride); may be < 0
-    lag: int = 0  # frames by which the window ends before the newest frame (a delay)
-    full_length: int | None = None  # heads: exactly this many frames (the original length)
-
-    def length(self, n: int) -> int:
-        return self.full_length if self.full_length is not None else n + self.extra
-
-
-@dataclass
-class State:
-    """One buffer on one tensor, shared by all its readers (STREAMING.md: largest need wins)."""
-
-    tensor: Tensor
-    axis: int
-    frames_in: int  # n: frames the tensor gains per step
-    frames: int  # F: frames the buffer exposes (state = F - n)
-    readers: list[Reader]  # the buffer starts at the tensor's zero point (docs/RING_BUFFER.md)
-
-    @property
-    def state_frames(self) -> int:
-        return max(self.frames - self.frames_in, 0)
-
-    @property
-    def frame_bytes(self) -> int:
-        return self.tensor.nbytes // self.tensor.shape[self.axis]
-
-    @property
-    def state_bytes(self) -> int:
-        return self.state_frames * self.frame_bytes
-
-
-@dataclass
-class Slide:
-    op: Operator
-    index: int
-    kernel: int
-    stride: int
-    dilation: int
-    frames_in: int = 0
-    frames_out: int = 0
-
-    @property
-    def receptive_field(self) -> int:
-        return self.dilation * (self.kernel - 1) + 1
-
-
-@dataclass
-class StreamPlan:
-    time_axis: int
-    window: int  # T
-    hop: int  # H
-    contract: str
-    offset: int  # D: the window's last frame is the newest frame fed + D
-    warmup: int  # steps before the first output the contract covers
-    compare_step: int | None  # causal: the 0-based step that completes the first window
-    times: dict[int, TimeInfo]
-    tensors: dict[int, Tensor]
-    states: list[State]
-    slides: list[Slide]
-    heads: list[Operator]
-    causal_pads: list[Operator]
-    crops: list[tuple[Operator, int]]  # (op, time axis of its input)
-    time_reshapes: list[Operator]
-    input_delay: int = 0  # frames the input is delayed (causal models whose first window is off the hop grid)
-
-    def frames(self, t: Tensor) -> int:
-        """Frames per step of a time tensor in the streaming model."""
-        return self.hop // self.times[id(t)].stride
-
-    def time_info(self, t: Tensor | None) -> TimeInfo | None:
-        return None if t is None else self.times.get(id(t))
-
-    @property
-    def state_bytes(self) -> int:
-        return sum(s.state_bytes for s in self.states)
-
-    @property
-    def minimum_state_bytes(self) -> int:
-        """STREAMING.md's rule: per tensor, the largest history any sliding op or head on it needs."""
-        total = 0
-        for s in self.states:
-            need = max((r.length(s.frames_in) - s.frames_in for r in s.readers if r.lag == 0), default=0)
-            total += max(need, 0) * s.frame_bytes
-        return total
+from .. import ops
+from ..errors import InternalError, StreamingRefused, UsageError, XstreamError
+from ..ir import PADDING_SAME, Model, Operator, Subgraph, Tensor
+from .plan import CAUSAL, WINDOW_EXACT, Reader, Slide, State, StreamPlan, TimeInfo
 
 
 def op_index(sg: Subgraph, op: Operator) -> int:
@@ -178,11 +54,10 @@ class _Analyzer:
     def __init__(self, model: Model, time_axis: int):
         self.model = model
         self.sg = model.main
-        self.times: dict[int, TimeInfo] = {}
-        self.tensors: dict[int, Tensor] = {}
-        self.windowed: set[int] = set()  # tensors computed after a head (one value per window)
-        self.shape_of_time: set[int] = set()  # tensors computed from SHAPE of a time tensor
-        self.readers: dict[int, list[Reader]] = {}
+        self.times: dict[Tensor, TimeInfo] = {}
+        self.windowed: set[Tensor] = set()  # tensors computed after a head (one value per window)
+        self.shape_of_time: set[Tensor] = set()  # tensors computed from SHAPE of a time tensor
+        self.readers: dict[Tensor, list[Reader]] = {}
         self.slides: list[Slide] = []
         self.heads: list[Operator] = []
         self.causal_pads: list[Operator] = []
@@ -194,15 +69,13 @@ class _Analyzer:
 
     # -- bookkeeping -------------------------------------------------------------------------------------
     def set_time(self, t: Tensor, info: TimeInfo) -> None:
-        self.times[id(t)] = info
-        self.tensors[id(t)] = t
+        self.times[t] = info
 
     def info(self, t: Tensor | None) -> TimeInfo | None:
-        return None if t is None else self.times.get(id(t))
+        return None if t is None else self.times.get(t)
 
     def read(self, t: Tensor, reader: Reader) -> None:
-        self.readers.setdefault(id(t), []).append(reader)
-        self.tensors[id(t)] = t
+        self.readers.setdefault(t, []).append(reader)
 
     def refuse(self, op: Operator, why: str) -> StreamingRefused:
         return _refuse(self.sg, op, why)
@@ -211,12 +84,10 @@ class _Analyzer:
     def run(self) -> None:
         sg = self.sg
         for owner, op in self.model.operators():
-            if op.type == "CUSTOM" and op.custom_code in STREAMING_CUSTOM_OPS:
-                raise _refuse(owner, op, "the model is already streaming (it keeps state in this op); convert "
-                                         "the original non-streaming model instead")
-            if op.type in STATEFUL:
-                raise _refuse(owner, op, "the model already carries state (resource variables); "
-                                         "convert the original non-streaming model instead")
+            if ops.family(op) == ops.STATE:
+                why = ("the model is already streaming (it keeps state in this op)" if op.type == "CUSTOM" else
+                       "the model already carries state (resource variables)")
+                raise _refuse(owner, op, f"{why}; convert the original non-streaming model instead")
         for t in sg.tensors():
             if t.is_variable:
                 raise StreamingRefused(f"tensor {t.name!r} is a variable: the model already carries state; "
@@ -242,7 +113,7 @@ class _Analyzer:
         for op in sg.operators:
             self.visit(op)
         for t in sg.outputs:
-            if id(t) in self.shape_of_time:
+            if t in self.shape_of_time:
                 op = sg.producer(t)
                 raise _refuse(sg, op, f"output {t.name!r} is computed from the shape of a time tensor; it has "
                                       "no streaming form")
@@ -255,62 +126,84 @@ class _Analyzer:
     def visit(self, op: Operator) -> None:
         time_in = [(i, t) for i, t in enumerate(op.inputs) if self.info(t) is not None]
         if not time_in:
-            if any(t is not None and id(t) in self.windowed for t in op.inputs):
-                self.windowed.update(id(t) for t in op.outputs)
-            elif any(t is not None and id(t) in self.shape_of_time for t in op.inputs):
-                self.shape_of_time.update(id(t) for t in op.outputs)
+            if any(t is not None and t in self.windowed for t in op.inputs):
+                self.windowed.update(op.outputs)
+            elif any(t is not None and t in self.shape_of_time for t in op.inputs):
+                self.shape_of_time.update(op.outputs)
             return
-        if any(t is not None and id(t) in self.windowed for t in op.inputs):
+        if any(t is not None and t in self.windowed for t in op.inputs):
             raise self.refuse(op, "combines a value computed from the whole window with per-frame values "
                                   "(e.g. squeeze-and-excitation over time); this cannot be streamed exactly")
-        if op.type in CONTROL_FLOW:
-            raise self.refuse(op, "control flow on the time path is not supported")
-        families = ((SLIDERS, self.slider), (UNARY, self.unary), (BINARY, self.merge),
-                    (REDUCTIONS, self.reduction), (SHAPE_OPS, self.reshape), (LAST_AXIS_OPS, self.last_axis))
-        handler = next((h for family, h in families if op.type in family),
-                       getattr(self, "op_" + op.type.lower(), None))
+        row = ops.info(op)
+        if row.family == ops.CONTROL:
+            raise self.refuse(op, "runs a subgraph (control flow: a loop or a condition, e.g. a recurrent layer "
+                                  "exported as WHILE) on the time path; xstream cannot follow time through it")
+        handler = self.HANDLERS.get(row.family)
         if handler is None:
             raise self.refuse(op, f"{op.kind} on the time path is not known to xstream; it cannot tell how the "
                                   "op uses time (please report the model)")
-        if op.type not in ("SHAPE",):
+        if row.family != "shape":
             for _, t in time_in:
-                info = self.info(t)
-                if info.pad_left and op.type not in SLIDERS and op.type not in SHAPE_OPS \
-                        and op.type != "TRANSPOSE":
+                if self.info(t).pad_left and row.family not in (ops.SLIDE, ops.RESHAPE, "transpose"):
                     raise self.refuse(op, "causal padding on time reaches this op before a sliding op; only "
                                           "convolutions and pools directly after the PAD can absorb it")
+        self.check_operands(op, row)
         try:
-            handler(op, time_in)
-        except (IndexError, KeyError, ValueError, TypeError, AttributeError, ZeroDivisionError) as e:
-            # A malformed operator (missing inputs, operands of the wrong rank...): say which one.
-            raise self.refuse(op, f"has inputs or options xstream cannot read ({type(e).__name__}: {e}); "
-                                  "is the model valid for TFLite?") from None
+            handler(self, op, time_in)
+        except XstreamError:
+            raise
+        except Exception as e:  # a bug in xstream's handler, not the user's model: say so, do not refuse
+            raise InternalError(f"analysing operator {op_index(self.sg, op)} ({op.kind}): {type(e).__name__}: "
+                                f"{e}") from e
+
+    MIN_INPUTS = {ops.SLIDE: 1, ops.REDUCE: 2, "fully_connected": 2, "batch_matmul": 2, "transpose": 2, "pad": 2,
+                  "strided_slice": 4, "slice": 3, "gather": 2}
+
+    def check_operands(self, op: Operator, row) -> None:
+        """Refuse an operator whose operands TFLite itself would reject, naming it (not a crash in a handler)."""
+        need = self.MIN_INPUTS.get(row.family, 1)
+        if row.family == ops.SLIDE and row.kernel == "weights":
+            need = 2
+        if op.type in ("SPLIT", "SPLIT_V"):
+            need = 2 if op.type == "SPLIT" else 3
+        bad = len(op.inputs) < need or any(t is None for t in op.inputs[:need]) or not op.outputs
+        if row.kernel == "weights" and not bad:
+            bad = len(op.inputs[1].shape) != 4
+        if row.family == ops.SLIDE and not bad:
+            bad = len(op.outputs[0].shape) != len(op.inputs[0].shape)
+        if bad:
+            raise self.refuse(op, f"has {len(op.inputs)} input(s) and {len(op.outputs)} output(s), or operands of "
+                                  f"the wrong rank, where {op.kind} takes at least {need} inputs; is the model "
+                                  "valid for TFLite?")
+
+    def malformed(self, op: Operator, what: str) -> StreamingRefused:
+        return self.refuse(op, f"{what}; is the model valid for TFLite?")
 
     def head(self, op: Operator, t: Tensor) -> None:
         info = self.info(t)
         self.heads.append(op)
         self.read(t, Reader(op, op.inputs.index(t), 0, full_length=info.length))
         self.head_offsets.append((op, info.unused(self.window)))
-        self.windowed.update(id(o) for o in op.outputs)
+        self.windowed.update(op.outputs)
 
     # -- handlers ----------------------------------------------------------------------------------------
     def op_shape(self, op, time_in) -> None:
         for t in op.outputs:
-            self.shape_of_time.add(id(t))
+            self.shape_of_time.add(t)
 
-    def unary(self, op, time_in) -> None:
+    def op_unary(self, op, time_in) -> None:
         info = self.info(time_in[0][1])
         for o in op.outputs:
             self.set_time(o, TimeInfo(info.axis, info.length, info.stride, info.first_end))
 
-    def last_axis(self, op, time_in) -> None:
+    def op_last_axis(self, op, time_in) -> None:
         t = time_in[0][1]
         info = self.info(t)
         if info.axis == len(t.shape) - 1:
             raise self.refuse(op, "normalises over the time axis (it is the last axis); this mixes frames")
-        self.unary(op, time_in)
+        self.op_unary(op, time_in)
 
-    def merge(self, op: Operator, time_in) -> None:
+    def op_binary(self, op: Operator, time_in) -> None:
         out = op.outputs[0]
         out_rank = len(out.shape)
         infos = [(i, t, self.info(t)) for i, t in time_in]
@@ -381,7 +274,7 @@ class _Analyzer:
                                   "in a fully connected layer that is not the head")
         self.set_time(op.outputs[0], TimeInfo(axis, info.length, info.stride, info.first_end))
 
-    def reduction(self, op, time_in) -> None:
+    def op_reduce(self, op, time_in) -> None:
         x = op.inputs[0]
         info = self.info(x)
         axes = _const_ints(op.inputs[1])
@@ -394,7 +287,7 @@ class _Analyzer:
         axis = info.axis if keep else info.axis - sum(1 for a in axes if a < info.axis)
         self.set_time(op.outputs[0], TimeInfo(axis, info.length, info.stride, info.first_end))
 
-    def reshape(self, op, time_in) -> None:
+    def op_reshape(self, op, time_in) -> None:
         x = op.inputs[0]
         info = self.info(x)
         if any(self.info(t) is not None for t in op.inputs[1:]):
@@ -416,6 +309,8 @@ class _Analyzer:
         perm = _const_ints(op.inputs[1])
         if perm is None:
             raise self.refuse(op, "permutation computed at run time")
+        if sorted(perm) != list(range(len(x.shape))):
+            raise self.malformed(op, f"permutation {perm} does not fit its rank-{len(x.shape)} input")
         self.set_time(op.outputs[0], TimeInfo(perm.index(info.axis), info.length, info.stride, info.first_end,
                                               info.pad_left, raw_input=info.raw_input))
 
@@ -423,6 +318,8 @@ class _Analyzer:
         pads = _const_ints(op.inputs[1])
         if pads is None:
             raise self.refuse(op, "paddings computed at run time")
+        if len(pads) != 2 * len(op.inputs[0].shape):
+            raise self.malformed(op, f"has {len(pads)} padding values for a rank-{len(op.inputs[0].shape)} input")
         return [pads[i:i + 2] for i in range(0, len(pads), 2)]
 
     def op_pad(self, op, time_in) -> None:
@@ -450,8 +347,6 @@ class _Analyzer:
         self.set_time(out, TimeInfo(info.axis, info.length + left, info.stride, info.first_end - left * info.stride,
                                     info.pad_left + left))
 
-    op_padv2 = op_pad
-    op_mirror_pad = op_pad
 
     def _crop(self, op, begin: int, end: int) -> None:
         x = op.inputs[0]
@@ -474,6 +369,9 @@ class _Analyzer:
         begin, end, strides = (_const_ints(t) for t in op.inputs[1:4])
         if begin is None or end is None or strides is None:
             raise self.refuse(op, "slice bounds computed at run time")
+        if not len(begin) == len(end) == len(strides) == len(x.shape):
+            raise self.malformed(op, f"has slice bounds of {len(begin)}, {len(end)} and {len(strides)} values for a "
+                                     f"rank-{len(x.shape)} input")
         o = op.options
         a = info.axis
         if o.get("ellipsis_mask", 0) or o.get("new_axis_mask", 0):
@@ -497,6 +395,9 @@ class _Analyzer:
         begin, size = _const_ints(op.inputs[1]), _const_ints(op.inputs[2])
         if begin is None or size is None:
             raise self.refuse(op, "slice bounds computed at run time")
+        if not len(begin) == len(size) == len(x.shape):
+            raise self.malformed(op, f"has slice bounds of {len(begin)} and {len(size)} values for a "
+                                     f"rank-{len(x.shape)} input")
         b = begin[info.axis]
         s = size[info.axis]
         self._crop(op, b, info.length if s < 0 else b + s)
@@ -515,13 +416,12 @@ class _Analyzer:
             self.set_time(o, TimeInfo(out_axis, info.length, info.stride, info.first_end))
 
     def op_split(self, op, time_in) -> None:
-        self._split(op, op.inputs[1], op.inputs[0])
-
-    def op_split_v(self, op, time_in) -> None:
-        self._split(op, op.inputs[0], op.inputs[2])
-
-    def op_unpack(self, op, time_in) -> None:
-        self._split(op, op.inputs[0], None, op.options.get("axis", 0))
+        if op.type == "SPLIT":
+            self._split(op, op.inputs[1], op.inputs[0])
+        elif op.type == "SPLIT_V":
+            self._split(op, op.inputs[0], op.inputs[2])
+        else:  # UNPACK
+            self._split(op, op.inputs[0], None, op.options.get("axis", 0))
 
     def op_gather(self, op, time_in) -> None:
         x = op.inputs[0]
@@ -535,7 +435,7 @@ class _Analyzer:
         out_axis = info.axis if info.axis < axis else info.axis + idx_rank - 1
         self.set_time(op.outputs[0], TimeInfo(out_axis, info.length, info.stride, info.first_end))
 
-    def slider(self, op: Operator, time_in) -> None:
+    def op_slide(self, op: Operator, time_in) -> None:
         x = op.inputs[0]
         info = self.info(x)
         if time_in[0][0] != 0 or len(time_in) > 1:
@@ -549,7 +449,7 @@ class _Analyzer:
             raise self.refuse(op, f"has no {op.kind} options (kernel, stride, padding), or options of another op; "
                                   "the model is malformed")
         o = op.options
-        if op.type in POOLS:
+        if ops.is_pool(op):
             kernel = o.get("filter_height" if hw == "h" else "filter_width", 1)
             dilation = 1
         else:
@@ -581,6 +481,9 @@ class _Analyzer:
                                               info.first_end + (rf - 1) * info.stride))
 
 
+_Analyzer.HANDLERS = {name[3:]: fn for name, fn in vars(_Analyzer).items() if name.startswith("op_")}
+
+
 def analyze(model: Model, time_axis: int = 1, hop: int | None = None) -> StreamPlan:
     """Compute how `model` streams with `hop` input frames per step (default: the smallest exact hop)."""
     a = _Analyzer(model, time_axis)
@@ -598,7 +501,7 @@ def analyze(model: Model, time_axis: int = 1, hop: int | None = None) -> StreamP
     if hop > T:
         raise UsageError(f"--hop {hop} is longer than the model's window of {T} frames")
 
-    offsets = {d for _, d in a.head_offsets} | {a.times[id(t)].unused(T) for t in a.time_outputs}
+    offsets = {d for _, d in a.head_offsets} | {a.times[t].unused(T) for t in a.time_outputs}
     if len(offsets) > 1:
         raise StreamingRefused(f"the model's outputs end on different frames of the window (offsets "
                                f"{sorted(offsets)}); outputs would need different delays")
@@ -615,7 +518,7 @@ def analyze(model: Model, time_axis: int = 1, hop: int | None = None) -> StreamP
         # does: the delay's zeros then stand for padding, which holds where the padded tensor is the input.
         input_delay = -(T - D) % hop
         for op in a.causal_pads:
-            before = a.times[id(op.inputs[0])]
+            before = a.times[op.inputs[0]]
             if not before.raw_input and before.first_end != before.stride - 1 - input_delay:
                 raise _refuse(a.sg, op, "causal padding after a strided or valid op: at hop "
                                         f"{hop} the stream computes frames where the original pads, so no state "
@@ -625,29 +528,28 @@ def analyze(model: Model, time_axis: int = 1, hop: int | None = None) -> StreamP
         warmup = compare_step
         if input_delay:
             x = a.sg.inputs[0]
-            for r in a.readers.get(id(x), []):
+            for r in a.readers.get(x, []):
                 r.lag += input_delay
-            read_already = {(id(r.op), r.slot) for r in a.readers.get(id(x), [])}
+            read_already = {(r.op, r.slot) for r in a.readers.get(x, [])}
             for op in a.sg.consumers(x):
                 for slot, t in enumerate(op.inputs):
-                    if t is x and (id(op), slot) not in read_already:
+                    if t is x and (op, slot) not in read_already:
                         a.read(x, Reader(op, slot, 0, lag=input_delay))
     else:
         warmup = max(0, -(-(T - D) // hop) - 1)
 
     states = []
-    for key, readers in a.readers.items():
-        t = a.tensors[key]
-        info = a.times[key]
+    for t, readers in a.readers.items():
+        info = a.times[t]
         n = hop // info.stride
         if all(r.lag == 0 and r.length(n) == n for r in readers):
             continue  # every reader takes just the new frames (e.g. 1x1 convs): nothing to keep
         frames = max(r.lag + r.length(n) for r in readers)
-        states.append(State(t, info.axis, n, frames, readers))
+        states.append(State(t, info.axis, n, frames, readers, t.nbytes // t.shape[info.axis]))
     for s in a.slides:
-        info = a.times[id(s.op.inputs[0])]
+        info = a.times[s.op.inputs[0]]
         s.frames_in = hop // info.stride
         s.frames_out = s.frames_in // s.stride
-    plan = StreamPlan(time_axis, T, hop, contract, D, warmup, compare_step, a.times, a.tensors, states, a.slides,
+    plan = StreamPlan(time_axis, T, hop, contract, D, warmup, compare_step, a.times, states, a.slides,
                       a.heads, a.causal_pads, a.crops, a.time_reshapes, input_delay=input_delay)
     return plan

@@ -23,19 +23,14 @@ import struct
 
 import numpy as np
 
-from . import schema
-from .errors import ModelReadError
-from .ir import Buffer, Metadata, Model, Operator, Quantization, SignatureDef, Subgraph, Tensor
+from . import checks, schema
+from .limits import MAX_ACTIVATION_BYTES, MAX_CALL_DEPTH, MAX_ELEMENTS, MAX_FILE_BYTES, MAX_RANK, MAX_TENSOR_BYTES  # noqa: F401
+from ..errors import ModelReadError
+from ..ir import Buffer, Metadata, Model, Operator, Quantization, SignatureDef, Subgraph, Tensor
 
 FILE_IDENTIFIER = b"TFL3"
 # Limits beyond which a model is treated as corrupt rather than processed. They bound what reading (and anything
 # run on the model afterwards) may allocate; real time-series models are orders of magnitude below them.
-MAX_FILE_BYTES = 1 << 32  # a flatbuffer addresses 2 GiB; external buffers may follow it
-MAX_ELEMENTS = 1 << 28  # elements in one tensor
-MAX_TENSOR_BYTES = 1 << 30  # bytes in one tensor
-MAX_RANK = 16  # dimensions of one tensor
-MAX_ACTIVATION_BYTES = 1 << 32  # bytes of all non-constant tensors of a model together
-MAX_CALL_DEPTH = 64  # nesting of subgraph calls (CALL_ONCE, IF, WHILE, ...)
 
 
 def load(source: str | os.PathLike | bytes | bytearray) -> Model:
@@ -75,12 +70,11 @@ def read_bytes(data: bytes, name: str = "<bytes>") -> Model:
     if len(data) > MAX_FILE_BYTES:
         raise ModelReadError(f"{name}: the model is {len(data)} bytes; xstream reads models of up to "
                              f"{MAX_FILE_BYTES} bytes")
-    from . import validate
 
     try:
         reader = _Reader(bytes(data), name)
         model = reader.read()
-        validate.check_model(model, reader.sg_tensors, name)
+        checks.check_model(model, reader.sg_tensors, name)
         return model
     except ModelReadError:
         raise
@@ -452,7 +446,7 @@ class _Reader:
             elements *= d  # exact Python integers: no overflow, and no array is built from the shape
         if elements > MAX_ELEMENTS:
             self.fail(where, f"shape {_dims(shape)} has {elements} elements (more than {MAX_ELEMENTS})")
-        from .ir import itemsize
+        from ..ir import itemsize
         if elements * itemsize(dtype) > MAX_TENSOR_BYTES:
             self.fail(where, f"shape {_dims(shape)} of {dtype} needs {elements * itemsize(dtype)} bytes (more than "
                              f"{MAX_TENSOR_BYTES})")

@@ -9,8 +9,9 @@ Each failure is a ModelReadError naming the subgraph, operator and tensor (by in
 
 from __future__ import annotations
 
-from .errors import ModelReadError
-from .ir import NUMPY_DTYPES, Model, Operator, Subgraph, Tensor
+from ..errors import ModelReadError
+from ..ir import NUMPY_DTYPES, Model, Operator, Subgraph, Tensor
+from .limits import MAX_ACTIVATION_BYTES, MAX_CALL_DEPTH
 
 # Element types whose constants have a fixed size per element; int4 may be stored packed (two per byte).
 _FIXED_BYTES = {name: dt.itemsize for name, dt in NUMPY_DTYPES.items()}
@@ -47,8 +48,6 @@ class _Checker:
         raise ModelReadError(f"{self.name}: {where}: {what}")
 
     def run(self) -> None:
-        from .reader import MAX_ACTIVATION_BYTES
-
         activation_bytes = 0
         for i, (sg, tensors) in enumerate(zip(self.model.subgraphs, self.sg_tensors)):
             index = {id(t): k for k, t in enumerate(tensors)}
@@ -223,7 +222,6 @@ class _Checker:
 
     def _calls(self) -> None:
         """Subgraph calls (CALL_ONCE, IF, WHILE, ...) must not recurse and must not nest absurdly deep."""
-        from .reader import MAX_CALL_DEPTH
 
         sgs = self.model.subgraphs
         sg_index = {id(s): i for i, s in enumerate(sgs)}

@@ -9,8 +9,8 @@ import flatbuffers
 import numpy as np
 
 from . import schema
-from .errors import UsageError, XstreamError
-from .ir import Buffer, Model, Operator, Subgraph, Tensor
+from ..errors import UsageError, XstreamError
+from ..ir import Buffer, Model, Operator, Subgraph, Tensor
 
 FbBuffer = schema.module("Buffer")
 FbMetadata = schema.module("Metadata")
