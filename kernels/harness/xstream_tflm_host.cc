@@ -14,10 +14,16 @@
          run checks that every utterance gives the outputs of the first.
      xstream_tflm_host serve MODEL [--arena BYTES]
          a binary protocol on stdin/stdout (see Serve) for a test driver.
+     xstream_tflm_host arena MODEL [--invoke] [--max BYTES] [--band BYTES]
+         the smallest arena with which the model allocates (and, with --invoke, invokes once with zero inputs);
+         see Arena. Prints `key value...` lines: arena_bytes, arena_used_bytes, tries, crashes, non_monotonic,
+         and the RecordingMicroAllocator's breakdown (recorded_* requested used count, head, tail).
 
    Works for every form `xstream convert` writes: ring-buffer (RING_BUFFER custom ops), variable (resource
    variables), external (state as extra inputs/outputs: serve only) and circular-buffer (TFLM's own
    CIRCULAR_BUFFER, which returns kTfLiteAbort while it waits for frames). */
+#include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -37,6 +43,7 @@
 #include "tensorflow/lite/micro/micro_context.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_resource_variable.h"
+#include "tensorflow/lite/micro/recording_micro_allocator.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
 namespace tflm = XSTREAM_TFLM_NAMESPACE;
@@ -78,7 +85,9 @@ struct Session {
     if (interpreter != nullptr) interpreter->~MicroInterpreter();
   }
 
-  bool Load(const std::string& path, size_t arena_bytes, std::string* error) {
+  tflm::RecordingMicroAllocator* recording = nullptr;  // only with Load(..., record = true)
+
+  bool Load(const std::string& path, size_t arena_bytes, std::string* error, bool record = false) {
     if (!ReadFile(path, &model_data) || model_data.empty()) {
       *error = "cannot read " + path;
       return false;
@@ -109,7 +118,13 @@ struct Session {
     }
     // 3. Memory: one arena. The variable form also needs MicroResourceVariables, one slot per variable.
     arena.resize(arena_bytes);
-    tflm::MicroAllocator* allocator = tflm::MicroAllocator::Create(arena.data(), arena.size());
+    tflm::MicroAllocator* allocator = nullptr;
+    if (record) {
+      recording = tflm::RecordingMicroAllocator::Create(arena.data(), arena.size());
+      allocator = recording;
+    } else {
+      allocator = tflm::MicroAllocator::Create(arena.data(), arena.size());
+    }
     if (allocator == nullptr) {
       *error = "arena too small for the allocator";
       return false;
@@ -297,11 +312,163 @@ int Run(Session& s, const std::string& frames_path, const std::string& out_path,
   return identical ? 0 : 3;
 }
 
+/* arena: the smallest arena size that works. Each try runs in a forked child (stdout and stderr to /dev/null):
+   TFLite Micro does not check every allocation in every kernel's Prepare, so at some sizes just below the
+   working one it crashes (a crash counts as a failure). Exit codes of a try: 0 works, 3 AllocateTensors (or the
+   allocator) failed, 4 Invoke failed. The search doubles from 1 KiB until a size works, bisects to the byte, then
+   checks above the answer (every 16 bytes for --band bytes, default 256, and a doubling ladder up to the first
+   working size); a failure there restarts the bisection above it (reported as non_monotonic). */
+constexpr int kTryOk = 0, kTryAllocFailed = 3, kTryInvokeFailed = 4;
+
+int TryInChild(const std::string& path, size_t arena_bytes, bool invoke) {
+  std::unique_ptr<Session> s(new Session());
+  std::string error;
+  if (!s->Load(path, arena_bytes, &error)) return kTryAllocFailed;
+  if (!invoke) return kTryOk;
+  tflm::MicroInterpreter& it = *s->interpreter;
+  for (size_t i = 0; i < it.inputs_size(); ++i) {
+    TfLiteTensor* t = it.input(i);
+    if (t->data.raw != nullptr) memset(t->data.raw, 0, TensorBytes(t));
+  }
+  const TfLiteStatus status = it.Invoke();
+  return status == kTfLiteOk || status == tflm::kTfLiteAbort ? kTryOk : kTryInvokeFailed;
+}
+
+struct ArenaProbe {
+  std::string path;
+  bool invoke = false;
+  int tries = 0;
+  std::vector<size_t> crashes;
+  int last_code = 0;
+
+  bool operator()(size_t arena_bytes) {
+    ++tries;
+    fflush(stdout);
+    fflush(stderr);
+    const pid_t pid = fork();
+    if (pid < 0) {
+      perror("fork");
+      exit(2);
+    }
+    if (pid == 0) {
+      const int null_fd = open("/dev/null", O_WRONLY);
+      if (null_fd >= 0) {
+        dup2(null_fd, STDOUT_FILENO);
+        dup2(null_fd, STDERR_FILENO);
+      }
+      _exit(TryInChild(path, arena_bytes, invoke));
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+    }
+    if (WIFSIGNALED(status)) {
+      crashes.push_back(arena_bytes);
+      last_code = -WTERMSIG(status);
+      return false;
+    }
+    last_code = WEXITSTATUS(status);
+    return last_code == kTryOk;
+  }
+};
+
+void PrintList(const char* key, const std::vector<size_t>& values) {
+  printf("%s", key);
+  for (size_t v : values) printf(" %zu", v);
+  printf("\n");
+}
+
+int Arena(const std::string& path, bool invoke, size_t max_arena, size_t band) {
+  ArenaProbe works;
+  works.path = path;
+  works.invoke = invoke;
+  std::vector<size_t> non_monotonic;
+  size_t lo = 0, hi = 1024;
+  while (!works(hi)) {
+    lo = hi;
+    if (hi >= max_arena) {
+      // Say why, from a try in this process (it failed cleanly or crashed in the child).
+      if (works.last_code < 0) {
+        fprintf(stderr, "xstream_tflm_host arena: the runtime crashes (signal %d) with a %zu-byte arena\n",
+                -works.last_code, hi);
+        return 2;
+      }
+      Session s;
+      std::string error;
+      if (!s.Load(path, hi, &error)) {
+        fprintf(stderr, "xstream_tflm_host arena: even %zu bytes fail: %s\n", hi, error.c_str());
+      } else {
+        fprintf(stderr, "xstream_tflm_host arena: Invoke fails (not an arena size problem)\n");
+      }
+      return 2;
+    }
+    hi = hi * 2 < max_arena ? hi * 2 : max_arena;
+  }
+  const size_t top = hi;
+  for (;;) {
+    while (hi - lo > 1) {
+      const size_t mid = lo + (hi - lo) / 2;
+      if (works(mid)) hi = mid;
+      else lo = mid;
+    }
+    std::vector<size_t> checks;
+    for (size_t n = hi + 16; n <= hi + band && n <= top; n += 16) checks.push_back(n);
+    for (size_t step = band; hi + step < top; step *= 2) checks.push_back(hi + step);
+    size_t failed = 0;
+    for (size_t n : checks) {
+      if (!works(n)) {
+        failed = n;
+        break;
+      }
+    }
+    if (failed == 0) break;
+    non_monotonic.push_back(failed);
+    lo = failed;
+    hi = top;
+  }
+  printf("arena_bytes %zu\n", hi);
+  {
+    Session s;  // the answer works, so this runs in-process
+    std::string error;
+    if (s.Load(path, hi, &error)) printf("arena_used_bytes %zu\n", s.interpreter->arena_used_bytes());
+  }
+  printf("invoke %d\ntries %d\n", invoke ? 1 : 0, works.tries);
+  PrintList("crashes", works.crashes);
+  PrintList("non_monotonic", non_monotonic);
+  {
+    // The RecordingMicroAllocator's breakdown (its own objects are larger: give it room).
+    Session s;
+    std::string error;
+    if (s.Load(path, 2 * top + 65536, &error, /*record=*/true) && s.recording != nullptr) {
+      static const struct {
+        tflm::RecordedAllocationType type;
+        const char* name;
+      } kTypes[] = {
+          {tflm::RecordedAllocationType::kTfLiteEvalTensorData, "recorded_eval_tensors"},
+          {tflm::RecordedAllocationType::kPersistentTfLiteTensorData, "recorded_persistent_tensors"},
+          {tflm::RecordedAllocationType::kPersistentTfLiteTensorQuantizationData, "recorded_persistent_quantization"},
+          {tflm::RecordedAllocationType::kPersistentBufferData, "recorded_persistent_buffers"},
+          {tflm::RecordedAllocationType::kTfLiteTensorVariableBufferData, "recorded_variable_buffers"},
+          {tflm::RecordedAllocationType::kNodeAndRegistrationArray, "recorded_node_and_registrations"},
+          {tflm::RecordedAllocationType::kOpData, "recorded_op_data"},
+      };
+      for (const auto& t : kTypes) {
+        const tflm::RecordedAllocation a = s.recording->GetRecordedAllocation(t.type);
+        printf("%s %zu %zu %zu\n", t.name, a.requested_bytes, a.used_bytes, a.count);
+      }
+      const auto* m = s.recording->GetSimpleMemoryAllocator();
+      printf("head %zu\ntail %zu\nrecording_tail_overhead %zu\n", m->GetNonPersistentUsedBytes(),
+             m->GetPersistentUsedBytes(), tflm::RecordingMicroAllocator::GetDefaultTailUsage());
+    }
+  }
+  return 0;
+}
+
 int Usage() {
   fprintf(stderr,
           "usage: xstream_tflm_host info  MODEL [--arena BYTES]\n"
           "       xstream_tflm_host run   MODEL FRAMES.npy OUT.npy [--utterances K] [--arena BYTES]\n"
-          "       xstream_tflm_host serve MODEL [--arena BYTES]\n");
+          "       xstream_tflm_host serve MODEL [--arena BYTES]\n"
+          "       xstream_tflm_host arena MODEL [--invoke] [--max BYTES] [--band BYTES]\n");
   return 2;
 }
 
@@ -313,19 +480,28 @@ int main(int argc, char** argv) {
   std::vector<std::string> positional;
   size_t arena = kDefaultArena;
   int utterances = 1;
+  bool invoke = false;
+  size_t max_arena = size_t{1} << 30, band = 256;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
-    if ((a == "--arena" || a == "--utterances") && i + 1 < argc) {
+    if ((a == "--arena" || a == "--utterances" || a == "--max" || a == "--band") && i + 1 < argc) {
       const long v = strtol(argv[++i], nullptr, 10);
       if (v < 1) return Usage();
       if (a == "--arena") arena = static_cast<size_t>(v);
+      else if (a == "--max") max_arena = static_cast<size_t>(v);
+      else if (a == "--band") band = static_cast<size_t>(v);
       else utterances = static_cast<int>(v);
+    } else if (a == "--invoke" && command == "arena") {
+      invoke = true;
     } else {
       positional.push_back(a);
     }
   }
   const size_t want = command == "run" ? 3 : 1;
-  if (positional.size() != want || (command != "run" && command != "serve" && command != "info")) return Usage();
+  if (positional.size() != want ||
+      (command != "run" && command != "serve" && command != "info" && command != "arena"))
+    return Usage();
+  if (command == "arena") return Arena(positional[0], invoke, max_arena, band);
 
   std::unique_ptr<Session> session(new Session());
   std::string error;
