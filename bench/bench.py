@@ -257,7 +257,7 @@ def targets(rows: list[dict], synth: dict) -> list[str]:
             floor = r["ram_before"] / r["state_minimum"]
             lines.append(f"- {name} peak RAM (arena + state) >= 5x lower: {r['ram_before']:,} -> {r['ram_after']:,} "
                          f"= {r['ram_gain']:.2f}x -> {mark(r['ram_gain'] >= 5)}; the minimum state alone "
-                         f"({r['state_minimum']:,} bytes by STREAMING.md) caps the gain at {floor:.2f}x")
+                         f"({r['state_minimum']:,} bytes by the contract) caps the gain at {floor:.2f}x")
     return lines
 
 

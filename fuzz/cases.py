@@ -264,7 +264,8 @@ def make_case(run_seed: int, index: int, *, subprocess_fraction: float = 0.0, ve
         cmds.append(Command(conv, (0, 1, 2)))
         if rng.random() < verify_fraction:
             runtime = ["--runtime", "tflm"] if rng.random() < tflm_fraction else []
-            cmds.append(Command(["verify", "{IN}", "{OUT}", "--sequences", "1"] + runtime, (0, 1, 2), requires=1))
+            cmds.append(Command(["verify", "{IN}", "{OUT}", "--sequences", "1"] + runtime, (0, 1, 2, 3),
+                                requires=1))
         if rng.random() < 0.1:
             cmds.append(Command(["convert", "{IN}", "{OUT2}"] + conv[3:], (0, 1, 2), same_as=1))
         if rng.random() < 0.03:
@@ -272,7 +273,7 @@ def make_case(run_seed: int, index: int, *, subprocess_fraction: float = 0.0, ve
     else:
         runtime = ["--runtime", "tflm"] if rng.random() < tflm_fraction else []
         cmds.append(Command(["verify", "{ORIG}", "{IN}", "--sequences", "1"] + runtime +
-                            (["--json"] if rng.random() < 0.3 else []), (0, 1, 2)))
+                            (["--json"] if rng.random() < 0.3 else []), (0, 1, 2, 3)))
         if rng.random() < 0.3:
             cmds.append(Command(["convert", "{IN}", "{OUT}", "--state", rng.choice(STATES)], (0, 1, 2)))
     return case

@@ -2,8 +2,9 @@
 
     .venv/bin/python -m fuzz.repro
 
-A repro is fixed when its command exits 0, 1 or 2 with at most one `xstream: error:` line on stderr (exit 1 with
-DIFFERENT counts as still failing for the correctness repro); still failing on exit 3, a signal, or a traceback.
+A repro is fixed when its command exits 0, 1, 2 or 3 with at most one `xstream: error:` line on stderr (exit 1
+with DIFFERENT counts as still failing for the correctness repro); still failing on exit 4 (an internal error), a
+signal, or a traceback.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def judge(p: subprocess.CompletedProcess) -> str:
     lines = p.stderr.splitlines()
     if p.returncode < 0 or p.returncode >= 128:
         return f"FAILS (signal, exit {p.returncode})"
-    if p.returncode == 3 or "Traceback" in p.stderr:
+    if p.returncode == 4 or "Traceback" in p.stderr:
         return f"FAILS (exit {p.returncode}: {lines[-1][:120] if lines else ''})"
     if p.returncode == 1 and p.stdout.startswith("DIFFERENT"):
         return "FAILS (DIFFERENT)"

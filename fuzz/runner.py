@@ -7,17 +7,18 @@ Two modes:
   subprocess  every command is a real `python -m xstream ...` process under a timeout; stderr is the real one.
 
 Problems counted (a case may have several):
-  crash           exit code 3 ("xstream: internal error"), an exception escaping the CLI, or death by a signal
+  crash           exit code 4 ("xstream: internal error"), an exception escaping the CLI, or death by a signal
   traceback       "Traceback" in what a user would see
   hang            the case took longer than the time limit
-  exit-code       an exit code outside what the command may return (inspect 0/2, convert 0/1/2, verify 0/1/2,
+  exit-code       an exit code outside what the command may return (inspect 0/2, convert 0/1/2, verify 0/1/2/3,
                   convert IN IN: 2), or inspect refusing a model (2) that convert then accepts
   stderr          an error that is not exactly one stderr line starting "xstream: error: ", or stderr on success
+                  other than `xstream: note:` lines
   native-stderr   lines written to fd 2 by native code (LiteRT logs) besides xstream's one line
   input-changed   a byte of an input file changed
   partial-output  OUT exists after a failed convert, or a .xstream-*.tmp file is left behind
   nondeterminism  the same convert twice gave different bytes
-  bad-json        --json succeeded but stdout is not strict JSON
+  bad-json        --json but stdout is not one strict JSON object (on errors: {"error": ...})
   reader-fallback the reader's last-resort message (an unchecked exception inside reading)
   verify-different  verify of a model against our own conversion of it said DIFFERENT
 """
@@ -46,6 +47,7 @@ MEMORY_LIMIT = 6 << 30  # address space of one case (fork mode)
 PROBLEMS = ("crash", "traceback", "hang", "exit-code", "stderr", "native-stderr", "input-changed", "partial-output",
             "nondeterminism", "bad-json", "reader-fallback", "verify-different")
 FALLBACK = "this is a reader bug"
+INTERNAL = 4  # xstream's exit code for an internal error (xstream/errors.py): a crash
 
 
 def preload() -> None:
@@ -132,14 +134,14 @@ def _run_in_child(case: Case, paths: dict[str, str], w: int, native_out: int, na
             r = CliRunner().invoke(main, args, catch_exceptions=True)
             rec = {"exit": r.exit_code, "stdout": r.stdout[:4000], "stderr": r.stderr[-4000:],
                    "seconds": round(time.monotonic() - t0, 3)}
-            if "--json" in args and r.exit_code == 0:
+            if "--json" in args and r.exit_code in (0, 1, 2, 3, 4):
                 rec["json_ok"] = _strict_json(r.stdout)
             if r.exception is not None and not isinstance(r.exception, SystemExit):
                 rec["exception"] = f"{type(r.exception).__name__}: {r.exception}"[:500]
                 rec["traceback"] = "".join(traceback.format_exception(*r.exc_info))[-4000:]
             if args[0] == "convert":
                 rec["out_exists"] = os.path.exists(args[2])
-            if r.exit_code == 3 and "traceback" not in rec:  # the CLI hid it: rerun with --debug to see where
+            if r.exit_code == INTERNAL and "traceback" not in rec:  # the CLI hid it: rerun with --debug to see where
                 rec["traceback"] = CliRunner().invoke(main, ["--debug", *args], catch_exceptions=True).stderr[-4000:]
             exits.append(r.exit_code)
             os.write(w, (json.dumps(rec) + "\n").encode())
@@ -214,7 +216,7 @@ def _subprocess_run(case: Case, paths: dict[str, str], timeout: float) -> tuple[
             break
         rec = {"exit": p.returncode, "stdout": p.stdout[:4000], "stderr": p.stderr[-4000:],
                "seconds": round(time.monotonic() - t0, 3)}
-        if "--json" in args and p.returncode == 0:
+        if "--json" in args and p.returncode in (0, 1, 2, 3, 4):
             rec["json_ok"] = _strict_json(p.stdout)
         if p.returncode < 0:
             info["signal"] = -p.returncode
@@ -234,7 +236,7 @@ def _different(rec: dict) -> bool:
 def _stderr_ok(rec: dict, subprocess_mode: bool) -> bool:
     err = rec["stderr"]
     if rec["exit"] == 0:
-        return err == ""
+        return all(line.startswith("xstream: note: ") for line in err.splitlines())
     lines = err.splitlines()
     if subprocess_mode:  # the real stderr also holds what native code logged; judge xstream's own line
         lines = [ln for ln in lines if ln.startswith("xstream:")]
@@ -290,14 +292,14 @@ def run_case(case: Case, workdir: str | os.PathLike, timeout: float = TIMEOUT, m
         code = rec["exit"]
         exits.append(code)
         shown = rec["stderr"] + rec["stdout"]
-        if code == 3 or "exception" in rec:
+        if code == INTERNAL or "exception" in rec:
             problem("crash", f"{name}: exit {code}: {rec.get('exception') or rec['stderr'].strip()[:300]}")
             sites.append(f"{name}: " + crash_site(rec.get("traceback") or rec["stderr"]))
         elif code not in cmd.expect:
             problem("exit-code", f"{name}: exit {code} (expected {cmd.expect}): {rec['stderr'].strip()[:300]}")
         if "Traceback" in shown:
             problem("traceback", f"{name}: traceback in output")
-        if code != 3 and not _stderr_ok(rec, mode == "subprocess"):
+        if code != INTERNAL and not _stderr_ok(rec, mode == "subprocess"):
             problem("stderr", f"{name}: exit {code}, stderr {rec['stderr'][:300]!r}")
         if FALLBACK in rec["stderr"]:
             problem("reader-fallback", f"{name}: {rec['stderr'].strip()[:300]}")

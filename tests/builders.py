@@ -321,7 +321,9 @@ class StreamFacts:
     contract: str = "window-exact"
     min_hop: int = 1
     window_offset: int = 0  # D before any input delay: T - 1 - (input frame the last output frame ends on)
-    same_op: int | None = None  # first operator with SAME padding that pads time (must be refused)
+    same_op: int | None = None  # first operator with SAME padding that pads time
+    edges: bool = False  # the model pads time on both sides: every padding is a window edge, recomputed
+    avg_same_op: int | None = None  # an average pool that pads time and its other axis SAME (refused)
     pads: list[tuple] = field(default_factory=list)  # causal PADs: (op index, on the raw input?, first_end, S)
     layer_lengths: list[int] = field(default_factory=list)
     input_frame_bytes: int = 0
@@ -336,22 +338,39 @@ class StreamFacts:
     # cumulative stride of the tensor, whole length L for a head, reads the model input?)
     needs: list[tuple] = field(default_factory=list)
 
-    def delay(self, hop: int) -> int:
-        """Causal: input frames of delay that put the end of the first window on a step boundary."""
+    def shift(self, hop: int) -> int:
+        """Causal: frames of delay that put the end of the first window on a step boundary."""
         return -(self.window - self.window_offset) % hop if self.contract == "causal" else 0
 
+    def _late(self, hop: int) -> list[tuple]:
+        """Causal PADs an input delay cannot serve: zeros stand for the original's padding only where the padded
+        frames are the (delayed) input's, or where the stream's frames line up with the original's."""
+        return [p for p in self.pads if not p[1] and p[2] != p[3] - 1 - self.shift(hop)]
+
+    def delay(self, hop: int) -> int:
+        """Input frames of delay (0 where the heads are delayed instead: a PAD on a computed tensor)."""
+        return 0 if self._late(hop) else self.shift(hop)
+
+    def head_delay(self, hop: int) -> int:
+        return self.shift(hop) if self._late(hop) else 0
+
     def offset(self, hop: int) -> int:
-        return self.window_offset - self.delay(hop)
+        return self.window_offset - self.shift(hop)
 
     def refusal(self, hop: int) -> tuple[str, int | None] | None:
         """(message fragment, operator index) of the refusal STREAMING.md requires at this hop, or None."""
-        if self.same_op is not None:
-            return "SAME padding on the time axis", self.same_op
-        for index, raw, first_end, S in self.pads:
-            # Zeros stand for the original's padding only where the padded frames are the (delayed) input's,
-            # or where the stream's frames of the padded tensor line up with the original's.
-            if not raw and first_end != S - 1 - self.delay(hop):
+        if self.avg_same_op is not None:
+            return "pads both time and its other axis SAME", self.avg_same_op
+        if self.edges:
+            return None  # edge recompute streams every SAME or padded stack exactly
+        late = self._late(hop)
+        for index, raw, first_end, S in late:
+            if first_end != S - 1:
                 return "causal padding after a strided or valid op", index
+        if late:  # the heads read their window `shift` frames back; a per-frame output cannot
+            if self.per_frame_output or any(L is not None and self.shift(hop) % S_head
+                                            for _, _, S_head, L, _ in self.needs):
+                return "the first window", late[0][0]
         return None
 
     def warmup(self, hop: int) -> int:
@@ -373,7 +392,7 @@ class StreamFacts:
         total = 0
         reads_input = False
         for keep, frame_bytes, S, L, on_input in self.needs:
-            k = keep if L is None else L - hop // S
+            k = keep if L is None else L - hop // S + self.head_delay(hop) // S
             if on_input:
                 k += self.delay(hop)
                 reads_input = True
@@ -389,6 +408,7 @@ def stream_facts(T: int, C_in: int, layers: list[dict], head: str = "mean", dtyp
     layers = [_norm(l) for l in layers]
     item = 1 if dtype == "int8" else 4
     L, S, fe = T, 1, 0  # length, cumulative stride, input frame on which frame 0's receptive field ends
+    a = b = 0  # frames at the window's front / end that depend on padding (edges)
     W, C = width, C_in
     facts = StreamFacts(T, input_frame_bytes=W * C * item, head=head)
     op_index = 0
@@ -408,8 +428,14 @@ def stream_facts(T: int, C_in: int, layers: list[dict], head: str = "mean", dtyp
         if has_pad:
             facts.contract = "causal"
             facts.pads.append((pad_op, i == 0, fe, S))
-        if layer["padding"] == "same" and same_total_padding(L, k, s, d) and facts.same_op is None:
+        total = same_total_padding(L, k, s, d) if layer["padding"] == "same" else 0
+        if total and facts.same_op is None:
             facts.same_op = op_index
+            facts.edges = True
+        if total and layer["kind"] == "avgpool" and time_on == "h" and layer["kernel_w"] > 1 \
+                and facts.avg_same_op is None:
+            facts.avg_same_op = op_index  # averages over SAME padding on its other axis too: refused
+        p = total // 2  # TF's SAME: the smaller half before
         if layer["padding"] == "same":
             Lo = math.ceil(L / s)
         else:
@@ -423,12 +449,14 @@ def stream_facts(T: int, C_in: int, layers: list[dict], head: str = "mean", dtyp
             C * layer["depth_multiplier"] if layer["kind"] == "depthwise" else C
         # Does this slider read the model input itself? (not through the "w" layout's RESHAPE or a causal PAD)
         on_input = i == 0 and not has_pad and time_on == "h"
-        if Lo == 1 and not pad_left:
+        if Lo == 1 and not total and (not pad_left or facts.edges):
             # One output frame from the whole input: a global pool written as a pool, i.e. a head that reads
-            # all L frames. Later layers see no time (but must still fit their one frame).
+            # all L frames (with edges, of the padded input). Later layers see no time (but must still fit
+            # their one frame).
             facts.needs.append((None, frame_bytes, S, L, on_input))
             facts.layer_lengths.append(1)
-            facts.window_offset = T - 1 - fe - (L - 1) * S
+            L_head, fe_head = L + pad_left, fe - pad_left * S
+            facts.window_offset = _edge_offset(facts, T - 1 - fe_head - (L_head - 1 - b) * S, b, S)
             facts.min_hop = S
             facts.global_head = True
             for rest in layers[i + 1:]:
@@ -437,17 +465,36 @@ def stream_facts(T: int, C_in: int, layers: list[dict], head: str = "mean", dtyp
                 if rest["padding"] != "same" and Wo - rest["kernel_w"] + 1 < 1:
                     raise WindowTooShort("no column")
                 Wo = Wo if rest["padding"] == "same" else Wo - rest["kernel_w"] + 1
-            return facts
+            return _edge_contract(facts)
         facts.needs.append((rf - s, frame_bytes, S, None, on_input))
-        L, S, fe = Lo, S * s, fe - pad_left * S + (rf - 1) * S
+        # Output frame j reads padded-input frames j*s - p ... j*s - p + rf - 1; a causal PAD is a left edge too.
+        a_in, L_in = a + pad_left, L + pad_left
+        a = min(Lo, -(-(a_in + p) // s)) if a_in + p > 0 else 0
+        b = max(0, Lo - max(-(-(L_in - b - rf + 1 + p) // s), 0))
+        L, S, fe = Lo, S * s, fe - pad_left * S + (rf - 1 - p) * S
         W, C = Wo, Co
         facts.layer_lengths.append(L)
         op_index += 1
     if head in ("mean", "reduce_max", "flatten_fc"):
         facts.needs.append((None, W * C * item, S, L, not layers and time_on == "h"))
-    facts.window_offset = T - 1 - fe - (L - 1) * S
+    facts.window_offset = _edge_offset(facts, T - 1 - fe - (L - 1 - b) * S, b, S)
     facts.min_hop = S
+    return _edge_contract(facts)
+
+
+def _edge_contract(facts: StreamFacts) -> StreamFacts:
+    """With edges, causal PADs are left edges too: the contract is window-exact and nothing is delayed."""
+    if facts.edges:
+        facts.contract, facts.pads = "window-exact", []
     return facts
+
+
+def _edge_offset(facts: StreamFacts, last_interior: int, right: int, S: int) -> int:
+    """D: the window ends where the last frame read ends (VALID, causal); with a right edge it may not end after
+    the newest frame fed, so it moves back by whole frames of the tensor read (the stream's grid)."""
+    if facts.edges and right and last_interior > 0:
+        return last_interior - S * -(-last_interior // S)
+    return last_interior
 
 
 # ---------------------------------------------------------------------------------------------------------

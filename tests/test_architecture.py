@@ -196,8 +196,10 @@ def test_each_condition_can_fail(name):
         x.shape_signature = (-1, 4)
     elif name == "state_io_paired":
         sg.inputs.append(Tensor("s", "float32", (1, 2)))
+    elif name == "esphome_io":
+        pass  # float [1, 4] in and out is not ESPHome's; tests/test_esphome.py has models that hold it
     assert conditions.failed(m, [name]) != []
-    assert conditions.failed(_tiny(), [name] if name != "source_indexed" else []) == []
+    assert conditions.failed(_tiny(), [name] if name not in ("source_indexed", "esphome_io") else []) == []
 
 
 def test_a_pass_that_breaks_its_promise_is_an_internal_error():

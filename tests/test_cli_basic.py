@@ -174,12 +174,16 @@ def test_bad_input_one_line_error(make, fragment, json_flag, tmp_path):
     r = CliRunner().invoke(main, args)
     assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
     assert r.exit_code == 2
-    assert r.stdout == ""
     lines = r.stderr.splitlines()
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("xstream: error: ")
     assert str(path) in lines[0]
     assert fragment in lines[0]
+    if json_flag:  # --json: stdout is one object, the error's, whatever happened
+        err = json.loads(r.stdout)["error"]
+        assert err["code"] == 2 and err["kind"] == "unreadable" and lines[0] == "xstream: error: " + err["message"]
+    else:
+        assert r.stdout == ""
     assert "Traceback" not in r.output
     if before is not None:
         assert _sha(path) == before

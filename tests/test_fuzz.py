@@ -5,7 +5,7 @@
 2. hypothesis drives random small graphs and graph edits through load + serialize + load.
 3. The fuzz harness (fuzz/cases.py, fuzz/runner.py) runs a fixed set of cases through the CLI in forked
    children with a time limit: no traceback, hang, unexpected exit code, malformed stderr, changed input,
-   partial output or nondeterminism; crashes (exit 3) must not come from the reader, and any other crash site
+   partial output or nondeterminism; crashes (exit 4) must not come from the reader, and any other crash site
    is listed (see fuzz/README.md for the ones reported).
 """
 
@@ -155,7 +155,7 @@ def test_cli_cases_no_crash(cli_results):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Every crash the fuzzer ever saved stays fixed: one error line (or success), never exit 3, a signal or DIFFERENT.
+# Every crash the fuzzer ever saved stays fixed: one error line (or success), never exit 4, a signal or DIFFERENT.
 
 from fuzz import repro  # noqa: E402
 

@@ -39,7 +39,7 @@ EXPECT: dict[str, tuple[str, str]] = {
     "per_frame_labels": (CONVERT, "window-exact"),
     "per_frame_conv": (CONVERT, "window-exact"),
     "dilated_conv2d": (CONVERT, "window-exact"),
-    "same_conv1d": (REFUSE, "CONV_2D"),  # SAME padding on time
+    "same_conv1d": (CONVERT, "window-exact"),  # SAME padding on time: edge recompute
     "gru": (REFUSE, "WHILE"),  # recurrent layer = control flow on the time path
     "lstm": (REFUSE, "WHILE"),
     "squeeze_excite": (REFUSE, "MUL"),  # whole-window value multiplied back into per-frame values

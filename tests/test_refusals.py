@@ -66,26 +66,34 @@ def _pad_model(pad_type: str, left: int, right: int, fill=None, T: int = 12, C: 
 
 @pytest.mark.parametrize("name", ["same_padding_float", "same_padding_int8", "same_padding_dynbatch_float",
                                   "same_padding_dynbatch_int8"])
-def test_zoo_same_padding_refused(name):
+def test_zoo_same_padding_streams_exactly(name):
+    """SAME on time is streamed window-exact by edge recompute (it used to be refused)."""
     model = xstream.load(zoo_model(name))
-    msg = _refused(model, "SAME padding on the time axis", (1, "CONV_2D"))
-    assert "kernel 3" in msg
+    c = convert_with_plan(model, "variable")
+    assert c.plan.contract == "window-exact" and c.plan.edges and c.plan.offset <= 0
+    r = verify(model, c.model)
+    assert r.equal and (r.bit_exact or "float" in name)
 
 
-@pytest.mark.parametrize("time_on,index", [("h", 0), ("w", 1)])
-def test_same_padding_on_time_refused(time_on, index):
+@pytest.mark.parametrize("time_on", ["h", "w"])
+def test_same_padding_on_time_streams_with_edges(time_on):
     model = conv1d_model(16, 2, [dict(kind="conv", kernel=3, padding="same")], "mean", time_on=time_on)
     _runs(model)
-    _refused(model, "SAME padding on the time axis", (index, "CONV_2D"))
+    c = convert_with_plan(model, "external")
+    assert {b.side for b in c.plan.edges} == {"left", "right"}
+    assert verify(model, c.model).equal
 
 
-def test_same_padding_in_second_layer_names_that_layer():
+def test_same_padding_in_second_layer_only_that_layer_has_edges():
     model = conv1d_model(16, 2, [dict(kind="conv", kernel=3), dict(kind="avgpool", kernel=2, stride=2,
                                                                    padding="same"),
                                  dict(kind="depthwise", kernel=3, padding="same")], "mean", time_on="h")
     _runs(model)
     # The pool (14 frames, kernel 2, stride 2) pads nothing under SAME; the depthwise conv does.
-    _refused(model, "SAME padding on the time axis", (2, "DEPTHWISE_CONV_2D"))
+    c = convert_with_plan(model, "external")
+    padded = [s.op.type for s in c.plan.slides if s.pad_before or s.pad_after]
+    assert padded == ["DEPTHWISE_CONV_2D"]
+    assert verify(model, c.model).equal
 
 
 def test_same_padding_that_pads_nothing_on_time_is_accepted():
@@ -97,22 +105,17 @@ def test_same_padding_that_pads_nothing_on_time_is_accepted():
         assert verify(model, c.model).equal
 
 
-def test_right_padding_on_time_refused():
-    model = _pad_model("PAD", 0, 2)
+@pytest.mark.parametrize("op,left,right,extra", [
+    ("PAD", 0, 2, {}), ("PAD", 1, 1, {}), ("PAD", 3, 1, {}),
+    ("MIRROR_PAD", 2, 0, {"options": {"mode": 0}, "options_type": "MirrorPadOptions"}),
+    ("MIRROR_PAD", 1, 2, {"options": {"mode": 1}, "options_type": "MirrorPadOptions"})])
+def test_padding_after_the_window_streams_with_edges(op, left, right, extra):
+    """A PAD after the window, or any MIRROR_PAD, makes window edges; the stream recomputes them exactly."""
+    model = _pad_model(op, left, right, **extra)
     _runs(model)
-    _refused(model, "pads 2 frame(s) at the end of the time axis", (0, "PAD"))
-
-
-def test_left_and_right_padding_on_time_refused():
-    model = _pad_model("PAD", 1, 1)
-    _runs(model)
-    _refused(model, "at the end of the time axis", (0, "PAD"))
-
-
-def test_mirror_pad_on_time_refused():
-    model = _pad_model("MIRROR_PAD", 2, 0, options={"mode": 0}, options_type="MirrorPadOptions")
-    _runs(model)
-    _refused(model, "mirror padding on time reads future frames", (0, "MIRROR_PAD"))
+    c = convert_with_plan(model, "external")
+    assert c.plan.contract == "window-exact" and c.plan.edge_pads
+    assert verify(model, c.model).equal
 
 
 def test_padv2_with_nonzero_value_refused():
@@ -369,7 +372,7 @@ def test_gather_along_time_refused():
     c = g.conv(g.reshape(ga, (1, 1, 10, 3)), 3)
     model = g.model(g.reduce("MEAN", c, [1, 2]))
     _runs(model)
-    _refused(model, "gathers along the time axis", (0, "GATHER"))
+    _refused(model, "picks frames [9, 8, 7, 6, 5, 4, 3, 2] along time out of order", (0, "GATHER"))
 
 
 @pytest.mark.parametrize("case,fragment", [
@@ -549,10 +552,16 @@ def test_output_that_is_the_shape_of_time_refused():
 # Hop
 
 
-@pytest.mark.parametrize("hop", [3, 5, 6, 0, -4])
+@pytest.mark.parametrize("hop", [3, 5, 6])
 def test_hop_not_a_multiple_of_the_strides(hop):
     model = xstream.load(zoo_model("ds_cnn_kws_int8"))  # strides 2 (conv) x 2 (pool): minimum hop 4
     _refused(model, f"--hop {hop} is not a multiple of 4", exc=UsageError, hop=hop)
+
+
+@pytest.mark.parametrize("hop", [0, -4])
+def test_hop_must_be_positive(hop):
+    model = xstream.load(zoo_model("ds_cnn_kws_int8"))
+    _refused(model, f"--hop {hop}: the hop must be positive (input frames per step)", exc=UsageError, hop=hop)
 
 
 def test_hop_longer_than_the_window():
@@ -564,15 +573,16 @@ def test_hop_longer_than_the_window():
 # The CLI
 
 
-def test_cli_same_padding_exits_1_with_one_line(tmp_path):
+def test_cli_refusal_exits_1_with_one_line(tmp_path):
     out = tmp_path / "out.tflite"
-    r = subprocess.run([sys.executable, "-m", "xstream", "convert", str(zoo_model("same_padding_float")),
+    r = subprocess.run([sys.executable, "-m", "xstream", "convert", str(REPO / "models/holdout/squeeze_excite_float.tflite"),
                         str(out)], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 1, r
     assert r.stdout == ""
     lines = r.stderr.splitlines()
     assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("xstream: error: operator 1 (CONV_2D): SAME padding "), lines[0]
+    assert re.match(r"xstream: error: operator \d+ \(\w+\): combines a value computed from the whole window", lines[0]), \
+        lines[0]
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no temp file left behind either
 
@@ -586,3 +596,53 @@ def test_cli_hop_not_a_multiple_exits_2(tmp_path, state):
     assert r.stderr.strip().splitlines() == [r.stderr.strip()]
     assert r.stderr.startswith("xstream: error: --hop 3 is not a multiple of 4")
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Issue 14: hybrid (dynamic-range) models, and control flow named as such
+
+
+def _hybrid_model():
+    """[1,10,3] float -> CONV_2D with int8 weights (per-channel scales, no DEQUANTIZE) -> MEAN: what
+    Optimize.DEFAULT without a representative dataset writes."""
+    from xstream.ir import Quantization, Tensor
+    from xstream.ir import Buffer as Buf
+    g = GraphBuilder()
+    x = g.input((1, 10, 3))
+    r = g.reshape(x, (1, 1, 10, 3))
+    c = g.conv(r, 3)
+    conv = g.ops[-1]
+    w = conv.inputs[1]
+    wf = w.data.astype(np.float32)
+    scale = np.abs(wf).reshape(wf.shape[0], -1).max(axis=1) / 127
+    q = np.round(wf / scale[:, None, None, None]).astype(np.int8)
+    conv.inputs[1] = Tensor("w_int8", "int8", w.shape, buffer=Buf(q.tobytes()),
+                            quantization=Quantization(scale=scale.astype(np.float32),
+                                                      zero_point=np.zeros(len(scale), np.int64)))
+    return g.model(g.reduce("MEAN", c, [1, 2]))
+
+
+def test_hybrid_quantization_refused_with_why_and_what_to_do():
+    model = _hybrid_model()
+    _runs(model)  # LiteRT runs it (hybrid kernel)
+    msg = _refused(model, "dynamic-range (hybrid) quantization", (1, "CONV_2D"))
+    assert "int8 weights" in msg and "whole input" in msg
+    assert "float32" in msg and "full-integer int8" in msg
+
+
+def test_float_and_full_int8_models_are_not_hybrid():
+    for name in ("ds_cnn_kws_float", "ds_cnn_kws_int8"):
+        assert convert_with_plan(xstream.load(zoo_model(name)), "external").plan.contract
+
+
+def test_if_on_a_whole_window_condition_is_refused_as_control_flow():
+    """An IF whose condition is computed from the whole window and whose branch input is per-frame: the cause is
+    control flow, not squeeze-and-excitation."""
+    g = GraphBuilder()
+    x = g.input((1, 10, 3))
+    c = g.conv(g.reshape(x, (1, 1, 10, 3)), 3)  # [1,1,8,3]
+    cond = g.op("GREATER", [g.reduce("MEAN", c, [0, 1, 2, 3]), g.const(np.float32(0))], (), dtype="bool")
+    y = g.op("IF", [cond, c], (1, 1, 8, 3), {"then_subgraph_index": 0, "else_subgraph_index": 0}, "IfOptions")
+    model = g.model(g.reduce("MEAN", y, [1, 2]))
+    msg = _refused(model, "runs a subgraph (control flow", (4, "IF"))
+    assert "squeeze" not in msg

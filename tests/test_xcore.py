@@ -33,7 +33,7 @@ from click.testing import CliRunner
 
 import xstream
 from xstream.cli import main
-from xstream.errors import UsageError
+from xstream.errors import InterpreterError, UsageError
 from xstream.pipeline import convert_with_plan
 from xstream.verify import verify
 from xstream.targets import xcore
@@ -68,7 +68,7 @@ def tools() -> None:
     try:
         xcore.xformer_binary()
         xcore_host.host_interpreter_class()
-    except UsageError as e:
+    except (UsageError, InterpreterError) as e:
         pytest.skip(f"XMOS xformer or its host runtime is not available: {e}")
 
 
@@ -201,8 +201,8 @@ def test_inspect_xcore(tools):
     assert r.exit_code == 0 and json.loads(r.output)["xcore"]["streaming_arena_bytes"] > 0
     r = runner.invoke(main, ["inspect", str(MODELS / "ds_cnn_kws_int8.tflite"), "--xcore", "--state", "variable"])
     assert r.exit_code == 2 and "--state: only meaningful with --stream" in r.output
-    r = runner.invoke(main, ["inspect", str(MODELS / "same_padding_int8.tflite"), "--xcore"])
-    assert r.exit_code == 1 and "SAME padding" in r.output
+    r = runner.invoke(main, ["inspect", str(MODELS / "holdout" / "squeeze_excite_int8.tflite"), "--xcore"])
+    assert r.exit_code == 1 and "combines a value computed from the whole window" in r.output
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -223,26 +223,41 @@ def test_cli_pipeline(tools, tmp_path):
     assert r.exit_code == (0 if d["bit_exact"] else 1)
 
 
-def test_missing_xformer_is_a_clear_usage_error(monkeypatch, tmp_path):
+def test_inspect_xcore_describes_a_streaming_model(tools, tmp_path):
+    """inspect describes any model: an xcore-target stream (12 inputs) is compiled as it is, not refused."""
+    stream = tmp_path / "s.tflite"
+    runner = CliRunner()
+    assert runner.invoke(main, ["convert", str(MODELS / "ds_cnn_kws_int8.tflite"), str(stream), "--target",
+                                "xcore"]).exit_code == 0
+    r = runner.invoke(main, ["inspect", str(stream), "--xcore", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)["xcore"]
+    assert (d["original_arena_bytes"], d["streaming_arena_bytes"], d["state_bytes"]) == (None, 4304, 1520)
+    assert "already streaming" in d["original_note"]
+    r = runner.invoke(main, ["inspect", str(stream), "--xcore"])
+    assert r.exit_code == 0 and "tensor arena bytes            -         4,304" in r.stdout
+
+
+def test_missing_xformer_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("XSTREAM_XCORE_OPT", str(tmp_path / "nowhere"))
     monkeypatch.setattr(xcore, "_CACHE", {})  # nothing compiled earlier in the session
-    with pytest.raises(UsageError, match="XSTREAM_XCORE_OPT"):
+    with pytest.raises(InterpreterError, match="XSTREAM_XCORE_OPT"):
         xcore.xformer_binary()
     original = str(MODELS / "ds_cnn_kws_int8.tflite")
     stream = str(tmp_path / "s.tflite")
     runner = CliRunner()
     assert runner.invoke(main, ["convert", original, stream, "--target", "xcore"]).exit_code == 0
     r = runner.invoke(main, ["verify", original, stream, "--runtime", "xcore"])
-    assert r.exit_code == 2 and "xstream: error:" in r.output and "XSTREAM_XCORE_OPT" in r.output
+    assert r.exit_code == 3 and "xstream: error:" in r.output and "XSTREAM_XCORE_OPT" in r.output  # could not run
 
 
 def test_example_script(tools, tmp_path):
     """The script a user copies into CI, as a user runs it."""
     r = subprocess.run([sys.executable, str(EXAMPLE / "stream_to_xcore.py"), str(MODELS / "ds_cnn_kws_int8.tflite"),
-                        str(MODELS / "same_padding_int8.tflite"), "--out", str(tmp_path), "--json",
+                        str(MODELS / "holdout" / "squeeze_excite_int8.tflite"), "--out", str(tmp_path), "--json",
                         "--sequences", "1"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1, r.stdout + r.stderr  # same_padding is refused
-    assert "PASS ds_cnn_kws_int8" in r.stdout and "FAIL same_padding_int8" in r.stdout
+    assert r.returncode == 1, r.stdout + r.stderr  # squeeze_excite is refused
+    assert "PASS ds_cnn_kws_int8" in r.stdout and "FAIL squeeze_excite_int8" in r.stdout
     for f in ("ds_cnn_kws_int8_stream.tflite", "ds_cnn_kws_int8_xcore.tflite", "ds_cnn_kws_int8_xcore.tflite.cpp",
               "ds_cnn_kws_int8_xcore.tflite.h", "report.json"):
         assert (tmp_path / f).stat().st_size > 0, f

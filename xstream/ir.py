@@ -271,6 +271,9 @@ class Model:
     signatures: list[SignatureDef] = field(default_factory=list)
     # Deprecated in the schema but kept for a lossless round trip.
     metadata_buffers: list[Buffer] = field(default_factory=list)
+    # How the file it was read from stored buffers: how many after the flatbuffer (Buffer.offset/size, as
+    # ai-edge-quantizer writes large models). The writer always stores them inline.
+    external_buffers: int = 0
 
     @property
     def main(self) -> Subgraph:

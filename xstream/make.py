@@ -46,3 +46,12 @@ def reshape(x: Tensor, out: Tensor) -> Operator:
     return Operator("RESHAPE", [x, const(f"{out.name}/shape", list(out.shape))], [out],
                     options={"new_shape": list(out.shape)}, options_type="ReshapeOptions")
 
+
+def transpose(x: Tensor, perm: list[int], out: Tensor) -> Operator:
+    return Operator("TRANSPOSE", [x, const(f"{out.name}/perm", list(perm))], [out],
+                    options={}, options_type="TransposeOptions")
+
+
+def quantize(x: Tensor, out: Tensor) -> Operator:
+    """out = x requantized (or quantized) to out's dtype and quantization."""
+    return Operator("QUANTIZE", [x], [out])

@@ -20,6 +20,7 @@ from .errors import UsageError
 from .ir import Model
 from .passes import Pass
 from .passes.conditions import check
+from .passes.esphome_io import esphome_io
 from .passes.fold_dilated_convs import fold_dilated_convs
 from .passes.fold_unrolled_frames import fold_unrolled_frames
 from .passes.index_operators import index_operators
@@ -27,6 +28,7 @@ from .passes.insert_ring_buffers import insert_ring_buffers
 from .passes.resolve_shapes import resolve_shapes
 from .passes.static_reshapes import static_reshapes
 from .passes.unique_names import unique_names
+from .report import stream_info
 
 NORMALIZE: tuple[Pass, ...] = (
     index_operators,  # messages name operators by their index in the user's file
@@ -57,6 +59,11 @@ TARGETS = {
     "litert": Target(forms.variable.NAME, (forms.variable.NAME, forms.external.NAME),
                      "stock LiteRT has no RING_BUFFER kernel and runs resource variables (a fresh interpreter starts "
                      "a new utterance)"),
+    "esphome": Target(forms.variable.NAME, (forms.variable.NAME,),
+                      "ESPHome's micro_wake_word registers 20 builtin ops and no custom op: state in resource "
+                      "variables, EXPAND_DIMS as RESHAPE, int8 [1, stride, 40] features in, one uint8 probability "
+                      "(value/255) out; OUT.json is its manifest",
+                      passes=(static_reshapes, esphome_io)),
 }
 
 
@@ -99,7 +106,7 @@ def normalize(model: Model) -> Model:
     return work
 
 
-def prepare(model: Model, hop: int | None = None, time_axis: int = 1) -> tuple[Model, StreamPlan]:
+def prepare(model: Model, hop: int | None = None, time_axis: int | None = None) -> tuple[Model, StreamPlan]:
     """The normalized working copy and its plan; nothing is rewritten yet."""
     work = normalize(model)
     return work, analyze(work, time_axis=time_axis, hop=hop)
@@ -114,10 +121,13 @@ def rewrite(work: Model, plan: StreamPlan, state: str | None = None, target: str
     for p in passes[1:]:
         p.apply(work)
     check(work, POSTCONDITIONS, "after the pipeline")
+
+    # The stream describes itself: contract, window, hop, offset, warm-up, state (metadata "xstream_stream").
+    stream_info.attach(work, stream_info.stream_info(work, plan, state, target))
     return Conversion(work, plan, state, target)
 
 
-def convert_with_plan(model: Model, state: str | None = None, hop: int | None = None, time_axis: int = 1,
+def convert_with_plan(model: Model, state: str | None = None, hop: int | None = None, time_axis: int | None = None,
                       target: str | None = None) -> Conversion:
     resolve_target(target, state)  # refuse option mistakes before any work
     if state is not None:
@@ -126,7 +136,7 @@ def convert_with_plan(model: Model, state: str | None = None, hop: int | None = 
     return rewrite(work, plan, state, target)
 
 
-def convert(model: Model, state: str | None = None, hop: int | None = None, time_axis: int = 1,
+def convert(model: Model, state: str | None = None, hop: int | None = None, time_axis: int | None = None,
             target: str | None = None) -> Model:
     """The streaming form of `model`; docs/CONTRACT.md says what it promises. `model` is left untouched."""
     return convert_with_plan(model, state, hop, time_axis, target).model

@@ -11,7 +11,7 @@
   4. cmake -S examples/tflm -B build/tflm && cmake --build build/tflm;
   5. stream_tflm for every form -> WORK/out_FORM.npy;
   6. the ORIGINAL model window by window, step k's window being frames [(k+1)H - T + D, (k+1)H + D) for every
-     k >= warm-up: in stream_tflm itself (the same TFLite Micro build and kernels as the stream: STREAMING.md's
+     k >= warm-up: in stream_tflm itself (the same TFLite Micro build and kernels as the stream: docs/CONTRACT.md's
      contract), in LiteRT (builtin kernels, no XNNPACK) and in TFLite Micro's own Python package (tflite-micro,
      if installed). The runtimes round some int8 kernels differently, so only the first is the contract; the
      other two are reported (max LSB), and fail the run only beyond --max-lsb if given.

@@ -8,7 +8,7 @@ For each model (a non-streaming .tflite as the TFLite converter wrote it):
   2. XMOS xformer (xmos-ai-tools), one thread, every state S compiled into the same memory as its S_next
      -> OUT/NAME_xcore.tflite and OUT/NAME_xcore.tflite.cpp/.h, what the firmware builds
   3. on the host xcore runtime (xmos-ai-tools' TFLMHostInterpreter: the xcore kernels built for x86), frame by
-     frame: the streaming model against the original, both compiled by xformer (STREAMING.md's contract with the
+     frame: the streaming model against the original, both compiled by xformer (docs/CONTRACT.md's contract with the
      same kernels for both): must be bit-exact for int8, within 1e-5 relative for float32
   4. the same stream against the original in LiteRT (the model you evaluated): xcore's kernels round differently
      from LiteRT's, so int8 differs by a few LSB; reported, and a failure only beyond --max-lsb if you give it

@@ -131,6 +131,27 @@ bool AddXstreamBuiltins(Resolver& r) {
   add(BuiltinOperator_QUANTIZE, Register_QUANTIZE(), ParseQuantize);
   add(BuiltinOperator_DEQUANTIZE, Register_DEQUANTIZE(), ParseDequantize);
   add(BuiltinOperator_CAST, Register_CAST(), ParseCast);
+  // Common in real time-series models (normalisation, attention-like gating, recurrent layers, front ends);
+  // TFLite Micro has no REDUCE_PROD kernel.
+  add(BuiltinOperator_RSQRT, Register_RSQRT(), ParseRsqrt);
+  add(BuiltinOperator_SQRT, Register_SQRT(), ParseSqrt);
+  add(BuiltinOperator_NEG, Register_NEG(), ParseNeg);
+  add(BuiltinOperator_ABS, Register_ABS(), ParseAbs);
+  add(BuiltinOperator_EXP, Register_EXP(), ParseExp);
+  add(BuiltinOperator_LOG, Register_LOG(), ParseLog);
+  add(BuiltinOperator_DIV, Register_DIV(), ParseDiv);
+  add(BuiltinOperator_SQUARE, Register_SQUARE(), ParseSquare);
+  add(BuiltinOperator_SQUARED_DIFFERENCE, Register_SQUARED_DIFFERENCE(), ParseSquaredDifference);
+  add(BuiltinOperator_PRELU, Register_PRELU(), ParsePrelu);
+  add(BuiltinOperator_ELU, Register_ELU(), ParseElu);
+  add(BuiltinOperator_LOG_SOFTMAX, Register_LOG_SOFTMAX(), ParseLogSoftmax);
+  add(BuiltinOperator_MIRROR_PAD, Register_MIRROR_PAD(), ParseMirrorPad);
+  add(BuiltinOperator_SELECT_V2, Register_SELECT_V2(), ParseSelectV2);
+  add(BuiltinOperator_ARG_MAX, Register_ARG_MAX(), ParseArgMax);
+  add(BuiltinOperator_TRANSPOSE_CONV, Register_TRANSPOSE_CONV(), ParseTransposeConv);
+  add(BuiltinOperator_SVDF, Register_SVDF(), ParseSvdf);
+  add(BuiltinOperator_UNIDIRECTIONAL_SEQUENCE_LSTM, Register_UNIDIRECTIONAL_SEQUENCE_LSTM(),
+      ParseUnidirectionalSequenceLSTM);
   // State in the `variable` form: resource variables, initialised by a CALL_ONCE subgraph.
   add(BuiltinOperator_VAR_HANDLE, Register_VAR_HANDLE(), ParseVarHandle);
   add(BuiltinOperator_READ_VARIABLE, Register_READ_VARIABLE(), ParseReadVariable);

@@ -52,7 +52,7 @@ using xstream_host::HostOpResolver;
 namespace {
 
 constexpr size_t kDefaultArena = 4 << 20;
-constexpr unsigned kMaxOps = 64;
+constexpr unsigned kMaxOps = 96;
 
 using xstream_harness::DtypeName;
 using xstream_harness::TensorBytes;

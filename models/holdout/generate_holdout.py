@@ -35,7 +35,7 @@ MAX_BYTES = 100_000
 
 
 # ------------------------------------------------------------------------------------------------------
-# Models expected to convert (STREAMING.md: window-exact or causal)
+# Models expected to convert (docs/CONTRACT.md: window-exact or causal)
 
 
 def bn_relu_gap():
@@ -202,7 +202,7 @@ def dilated_conv2d():
 
 
 # ------------------------------------------------------------------------------------------------------
-# Models that must be refused (STREAMING.md: refused)
+# Models that must be refused (docs/CONTRACT.md: refused)
 
 
 def same_conv1d():

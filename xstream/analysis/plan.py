@@ -6,12 +6,14 @@ Tensor and Operator objects themselves (they hash by identity), never by index o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..ir import Operator, Tensor
 
 WINDOW_EXACT = "window-exact"
 CAUSAL = "causal"
+CONTEXT = "context"
+SAME_PADDING_MODES = ("exact", CONTEXT)  # --same-padding: edge recompute (window-exact) or the context stream
 
 
 @dataclass
@@ -22,10 +24,21 @@ class TimeInfo:
     first_end: int  # input frame (window coordinates) where frame 0's receptive field ends
     pad_left: int = 0  # frames of causal padding at the front, still to be absorbed by a sliding op
     raw_input: bool = False  # the model input's frames, only reshaped (zeros here are the input's zeros)
+    frame: int = 1  # entries of the time axis per frame: > 1 on a flat input before the RESHAPE into frames
+    # Edges (models that pad time on both sides): frames at the front (left) and the end (right) of the window
+    # whose values depend on the padding, i.e. on where the window is. The frames between are the interior: the
+    # same in every window that holds them, computed once by the stream. None: as the op's time inputs (the
+    # analysis fills it in).
+    edge_left: int | None = None
+    edge_right: int | None = None
+
+    @property
+    def interior(self) -> int:
+        return self.length - (self.edge_left or 0) - (self.edge_right or 0)
 
     def unused(self, window: int) -> int:
-        """Input frames after the last frame's receptive field (the D this tensor would give)."""
-        return window - 1 - self.first_end - (self.length - 1) * self.stride
+        """Input frames after the last interior frame's receptive field (the D this tensor would give)."""
+        return window - 1 - self.first_end - (self.length - 1 - (self.edge_right or 0)) * self.stride
 
 
 @dataclass
@@ -44,7 +57,7 @@ class Reader:
 
 @dataclass
 class State:
-    """One buffer on one tensor, shared by all its readers (STREAMING.md: largest need wins)."""
+    """One buffer on one tensor, shared by all its readers (docs/CONTRACT.md: largest need wins)."""
 
     tensor: Tensor
     axis: int
@@ -71,6 +84,8 @@ class Slide:
     dilation: int
     frames_in: int = 0
     frames_out: int = 0
+    pad_before: int = 0  # SAME padding on time in the original (the stream runs the op VALID on time)
+    pad_after: int = 0
 
     @property
     def receptive_field(self) -> int:
@@ -94,6 +109,11 @@ class StreamPlan:
     crops: list[tuple[Operator, int]]  # (op, time axis of its input)
     time_reshapes: list[Operator]
     input_delay: int = 0  # frames the input is delayed (causal models whose first window is off the hop grid)
+    frame: int = 1  # entries of the input's time axis per frame (> 1: a flat input, `[1, T*F]`)
+    edge_pads: list[Operator] = field(default_factory=list)  # PADs on time that the stream drops (both sides)
+    edges: list["EdgeBranch"] = field(default_factory=list)  # sub-window recomputes of the edges (left, right)
+    edge_reads: list["EdgeRead"] = field(default_factory=list)  # heads/outputs that read [left|interior|right]
+    same_padding: str = "exact"
 
     def frames(self, t: Tensor) -> int:
         """Frames per step of a time tensor in the streaming model."""
@@ -108,11 +128,50 @@ class StreamPlan:
 
     @property
     def minimum_state_bytes(self) -> int:
-        """STREAMING.md's rule: per tensor, the largest history any sliding op or head on it needs."""
+        """docs/CONTRACT.md's rule: per tensor, the largest history any sliding op or head on it needs."""
         total = 0
         for s in self.states:
-            need = max((r.length(s.frames_in) - s.frames_in for r in s.readers if r.lag == 0), default=0)
+            # Delays that align branches are no history; a head's window is, even where it is read some frames back.
+            need = max((r.length(s.frames_in) - s.frames_in for r in s.readers
+                        if r.lag == 0 or r.full_length is not None), default=0)
             total += max(need, 0) * s.frame_bytes
         return total
 
 
+
+
+@dataclass
+class EdgeBranch:
+    """Copies of the original ops (same options, shared weights) that recompute, every step, the frames that read
+    padding, exactly as the original does. `left`: on the window's first `frames` input frames, from a delay line
+    (its left padding is the original's); `right`: layer by layer, each op on its input's newest interior frames
+    (from the stream's state) and right edge (its right padding is the original's). Frames that read a
+    sub-window's own cut are never used."""
+
+    side: str  # "left" or "right"
+    frames: int  # input frames of the window it runs on (0: it reads the stream's state layer by layer)
+    entry: Operator | None  # the first op: takes the window's frames from the input's buffer (a Reader reads)
+    ops: list[Operator]  # entry first, then copies of the original ops, in order
+    tensors: dict[Tensor, Tensor]  # original tensor -> its sub-window tensor
+    offsets: dict[Tensor, int]  # original tensor -> index of the sub-window tensor's frame 0 in the original
+
+    @property
+    def macs(self) -> int:
+        from ..ops import cost
+        return sum(cost(op, [None if t is None else t.shape for t in op.inputs], [t.shape for t in op.outputs])[0]
+                   for op in self.ops)
+
+
+@dataclass
+class EdgeRead:
+    """A head (or a per-frame model output) that reads frames [lo, hi) of `tensor`: its left-edge part from the
+    left branch, its interior from the stream (a Reader on `concat`), its right-edge part from the right branch."""
+
+    op: Operator | None  # the head; None for a model output
+    slot: int
+    tensor: Tensor
+    lo: int
+    hi: int
+    ops: list[Operator]  # detached: slices of the branches' outputs, then `concat`
+    concat: Operator  # CONCATENATION(left, interior, right) along time; its output replaces `tensor` for `op`
+    interior_slot: int | None  # the concat input the interior Reader feeds (None: no interior part)

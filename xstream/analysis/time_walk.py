@@ -16,7 +16,13 @@ import numpy as np
 from .. import ops
 from ..errors import InternalError, StreamingRefused, UsageError, XstreamError
 from ..ir import PADDING_SAME, Model, Operator, Subgraph, Tensor
+from .edges import other_axis_padding, plan_edges
 from .plan import CAUSAL, WINDOW_EXACT, Reader, Slide, State, StreamPlan, TimeInfo
+from .time_axis import batch_matmul_axis, find_time_axis, frame_of, split_axis
+
+
+class _NeedsEdges(Exception):
+    """Raised in causal mode on the first padding after the window: analyze() starts again tracking edges."""
 
 
 def op_index(sg: Subgraph, op: Operator) -> int:
@@ -51,9 +57,18 @@ def map_axis(in_shape, axis: int, out_shape) -> int | None:
 
 
 class _Analyzer:
-    def __init__(self, model: Model, time_axis: int):
+    def __init__(self, model: Model, time_axis: int, *, edges: bool = False,
+                 dead_right: frozenset = frozenset()):
         self.model = model
         self.sg = model.main
+        # edges=True: every padding on time (SAME, PAD on either side) is tracked as window edges (models that
+        # pad both sides). Otherwise a left-only PAD is causal padding, absorbed by the state (and the PADs in
+        # `dead_right` are treated so too: their right padding reaches no output, e.g. a Chomp1d crop drops it).
+        self.edge_mode = edges
+        self.dead_right = dead_right
+        self.edge_sources: list[Operator] = []  # ops that pad time on both sides or after the window
+        self.edge_pads: list[Operator] = []
+        self.edge_heads: list[tuple[Operator, int, Tensor]] = []  # heads reading a tensor with edges
         self.times: dict[Tensor, TimeInfo] = {}
         self.windowed: set[Tensor] = set()  # tensors computed after a head (one value per window)
         self.shape_of_time: set[Tensor] = set()  # tensors computed from SHAPE of a time tensor
@@ -94,22 +109,28 @@ class _Analyzer:
                                        "convert the original non-streaming model instead")
         if not sg.outputs:
             raise StreamingRefused("the model has no outputs; nothing to stream")
+        self.refuse_hybrid()
         if len(sg.inputs) != 1:
             raise StreamingRefused(f"the model has {len(sg.inputs)} inputs; xstream streams models with exactly "
                                    "one input (the frames)")
         x = sg.inputs[0]
         rank = len(x.shape)
+        self.found = self.time_axis is None
+        if self.found:
+            found = find_time_axis(self.model) if rank > 1 else None
+            self.time_axis = found.axis if found else 1
         if not 0 < self.time_axis < rank:
             raise UsageError(f"--time-axis {self.time_axis} is out of range for input {x.name!r} of shape "
                              f"{list(x.shape)} (axis 0 is the batch)")
+        self.frame = frame_of(self.model, self.time_axis)
         if x.shape_signature is not None and x.shape_signature[self.time_axis] < 0:
             raise StreamingRefused(f"input {x.name!r} has a dynamic time dimension (shape_signature "
                                    f"{list(x.shape_signature)}); export the model with a fixed window length")
-        if x.shape[self.time_axis] < 2:
-            raise StreamingRefused(f"input {x.name!r} has {x.shape[self.time_axis]} frame(s) on axis "
-                                   f"{self.time_axis}; nothing to stream (is --time-axis right?)")
-        self.window = x.shape[self.time_axis]
-        self.set_time(x, TimeInfo(self.time_axis, self.window, 1, 0, raw_input=True))
+        if x.shape[self.time_axis] // self.frame < 2:
+            raise StreamingRefused(f"input {x.name!r} has {x.shape[self.time_axis] // self.frame} frame(s) on axis "
+                                   f"{self.time_axis}; nothing to stream {self._axis_hint()}")
+        self.window = x.shape[self.time_axis] // self.frame
+        self.set_time(x, TimeInfo(self.time_axis, self.window, 1, 0, raw_input=True, frame=self.frame))
         for op in sg.operators:
             self.visit(op)
         for t in sg.outputs:
@@ -121,7 +142,29 @@ class _Analyzer:
                 self.time_outputs.append(t)
         if not self.slides and not self.heads:
             raise StreamingRefused("no operator slides along the time axis and none reads the whole window: "
-                                   f"nothing to stream (is --time-axis {self.time_axis} right?)")
+                                   f"nothing to stream {self._axis_hint()}")
+
+    def _axis_hint(self) -> str:
+        x = self.sg.inputs[0]
+        if self.found:
+            return (f"(is --time-axis {self.time_axis} right?): xstream took axis {self.time_axis} of input "
+                    f"{x.name!r} of shape {list(x.shape)} as time; give another with --time-axis")
+        return (f"(is --time-axis {self.time_axis} right?): input {x.name!r} has shape {list(x.shape)}; without "
+                "--time-axis xstream finds the axis that reaches a convolution or pool")
+
+    def refuse_hybrid(self) -> None:
+        """Dynamic-range ("hybrid") quantization: float activations meet integer constant weights directly (no
+        DEQUANTIZE of the weights). The runtime quantizes those activations on every invoke with a scale taken
+        from the whole input it is given, so a hop-sized input quantizes differently from the window."""
+        for op in self.sg.operators:
+            weights = [t for t in op.inputs if t is not None and t.is_constant and t.quantization is not None
+                       and t.quantization.scale is not None and t.dtype in ("int8", "int4", "uint8")]
+            if weights and any(t is not None and not t.is_constant and t.dtype == "float32" for t in op.inputs):
+                raise self.refuse(op, "dynamic-range (hybrid) quantization: float activations with "
+                                      f"{weights[0].dtype} weights; the runtime quantizes the activations on every invoke with a scale "
+                                      "computed from the whole input, so a hop-sized input quantizes differently "
+                                      "from the window and no stream can equal the original. Export float32 (no "
+                                      "Optimize.DEFAULT) or full-integer int8 (with a representative dataset)")
 
     def visit(self, op: Operator) -> None:
         time_in = [(i, t) for i, t in enumerate(op.inputs) if self.info(t) is not None]
@@ -131,17 +174,24 @@ class _Analyzer:
             elif any(t is not None and t in self.shape_of_time for t in op.inputs):
                 self.shape_of_time.update(op.outputs)
             return
+        row = ops.info(op)
+        if row.family == ops.CONTROL:  # before the check below: an IF on a whole-window condition is control flow
+            raise self.refuse(op, "runs a subgraph (control flow: a loop or a condition, e.g. a recurrent layer "
+                                  "exported as WHILE) on the time path; xstream cannot follow time through it")
         if any(t is not None and t in self.windowed for t in op.inputs):
             raise self.refuse(op, "combines a value computed from the whole window with per-frame values "
                                   "(e.g. squeeze-and-excitation over time); this cannot be streamed exactly")
-        row = ops.info(op)
-        if row.family == ops.CONTROL:
-            raise self.refuse(op, "runs a subgraph (control flow: a loop or a condition, e.g. a recurrent layer "
-                                  "exported as WHILE) on the time path; xstream cannot follow time through it")
         handler = self.HANDLERS.get(row.family)
         if handler is None:
             raise self.refuse(op, f"{op.kind} on the time path is not known to xstream; it cannot tell how the "
                                   "op uses time (please report the model)")
+        if row.family not in (ops.UNARY, ops.BINARY, ops.RESHAPE, "transpose", "shape"):
+            for _, t in time_in:
+                info = self.info(t)
+                if info.frame > 1:
+                    raise self.refuse(op, f"reads the flat input's frames ({info.frame} values each on axis "
+                                          f"{info.axis}) before a RESHAPE splits them into [frames, values]; "
+                                          "only element-wise ops can come before that RESHAPE")
         if row.family != "shape":
             for _, t in time_in:
                 if self.info(t).pad_left and row.family not in (ops.SLIDE, ops.RESHAPE, "transpose"):
@@ -150,11 +200,24 @@ class _Analyzer:
         self.check_operands(op, row)
         try:
             handler(self, op, time_in)
-        except XstreamError:
+            self._inherit_edges(op, time_in)
+        except (XstreamError, _NeedsEdges):
             raise
         except Exception as e:  # a bug in xstream's handler, not the user's model: say so, do not refuse
             raise InternalError(f"analysing operator {op_index(self.sg, op)} ({op.kind}): {type(e).__name__}: "
                                 f"{e}") from e
+
+    def _inherit_edges(self, op: Operator, time_in) -> None:
+        """Outputs whose handler left their edges open get the widest edges of the op's time inputs (per-frame
+        ops keep each frame's dependence on the padding)."""
+        left = max((self.info(t).edge_left or 0 for _, t in time_in if self.info(t)), default=0)
+        right = max((self.info(t).edge_right or 0 for _, t in time_in if self.info(t)), default=0)
+        for o in op.outputs:
+            info = self.info(o)
+            if info is not None and info.edge_left is None:
+                info.edge_left = left
+            if info is not None and info.edge_right is None:
+                info.edge_right = right
 
     MIN_INPUTS = {ops.SLIDE: 1, ops.REDUCE: 2, "fully_connected": 2, "batch_matmul": 2, "transpose": 2, "pad": 2,
                   "strided_slice": 4, "slice": 3, "gather": 2}
@@ -182,7 +245,10 @@ class _Analyzer:
     def head(self, op: Operator, t: Tensor) -> None:
         info = self.info(t)
         self.heads.append(op)
-        self.read(t, Reader(op, op.inputs.index(t), 0, full_length=info.length))
+        slot = op.inputs.index(t)
+        if info.edge_left or info.edge_right:
+            self.edge_heads.append((op, slot, t))  # the interior from the stream, the edges recomputed
+        self.read(t, Reader(op, slot, 0, full_length=info.interior))
         self.head_offsets.append((op, info.unused(self.window)))
         self.windowed.update(op.outputs)
 
@@ -194,7 +260,7 @@ class _Analyzer:
     def op_unary(self, op, time_in) -> None:
         info = self.info(time_in[0][1])
         for o in op.outputs:
-            self.set_time(o, TimeInfo(info.axis, info.length, info.stride, info.first_end))
+            self.set_time(o, TimeInfo(info.axis, info.length, info.stride, info.first_end, frame=info.frame))
 
     def op_last_axis(self, op, time_in) -> None:
         t = time_in[0][1]
@@ -236,8 +302,12 @@ class _Analyzer:
                                       f"multiple of their stride {stride}; no delay can align them")
             if lag:
                 self.read(t, Reader(op, slot, 0, lag=lag))
+        frames = {info.frame for _, _, info in infos}
+        if len(frames) != 1:
+            raise self.refuse(op, "merges the flat input with its frames split out")
         for o in op.outputs:
-            self.set_time(o, TimeInfo(axis, lengths.pop() if lengths else infos[0][2].length, stride, newest))
+            self.set_time(o, TimeInfo(axis, lengths.pop() if lengths else infos[0][2].length, stride, newest,
+                                      frame=frames.pop() if frames else 1))
 
     def op_concatenation(self, op, time_in) -> None:
         out = op.outputs[0]
@@ -293,15 +363,23 @@ class _Analyzer:
         if any(self.info(t) is not None for t in op.inputs[1:]):
             raise self.refuse(op, "its shape operand carries time")
         out = op.outputs[0]
-        axis = map_axis(list(x.shape), info.axis, list(out.shape))
-        if axis is None:
+        split = split_axis(x.shape, info.axis, out.shape)
+        # A flat input's frames: the RESHAPE into [frames, values] splits the time axis at whole frames.
+        if split is not None and split[1] > 1 and info.frame % split[1]:
+            split = None
+        if split is None:
+            if info.frame > 1:
+                raise self.refuse(op, f"reshapes the flat input (frames of {info.frame} values on axis "
+                                      f"{info.axis}) to {list(out.shape)}, which does not keep whole frames on one "
+                                      "axis; cannot stream")
             if info.pad_left:
                 raise self.refuse(op, "flattens a causally padded tensor")
             # Time merged with other axes: a flatten, read whole by the head behind it.
             return self.head(op, x)
+        axis, inner = split
         self.time_reshapes.append(op)
         self.set_time(out, TimeInfo(axis, info.length, info.stride, info.first_end, info.pad_left,
-                                    raw_input=info.raw_input))
+                                    raw_input=info.raw_input, frame=info.frame // inner))
 
     def op_transpose(self, op, time_in) -> None:
         x = op.inputs[0]
@@ -312,7 +390,7 @@ class _Analyzer:
         if sorted(perm) != list(range(len(x.shape))):
             raise self.malformed(op, f"permutation {perm} does not fit its rank-{len(x.shape)} input")
         self.set_time(op.outputs[0], TimeInfo(perm.index(info.axis), info.length, info.stride, info.first_end,
-                                              info.pad_left, raw_input=info.raw_input))
+                                              info.pad_left, raw_input=info.raw_input, frame=info.frame))
 
     def _pad_rows(self, op) -> list[list[int]]:
         pads = _const_ints(op.inputs[1])
@@ -326,12 +404,21 @@ class _Analyzer:
         x, out = op.inputs[0], op.outputs[0]
         info = self.info(x)
         left, right = self._pad_rows(op)[info.axis]
-        if right:
-            raise self.refuse(op, f"pads {right} frame(s) at the end of the time axis: the output would need "
-                                  "future frames (use causal or valid padding)")
+        if left < 0 or right < 0:
+            raise self.malformed(op, f"pads time by {left} and {right} frames")
+        L, S = info.length, info.stride
+        if self.edge_mode:
+            # Padding on both sides: the frames it touches are edges, recomputed with the original PAD itself.
+            if left or right:
+                self.edge_sources.append(op)
+                self.edge_pads.append(op)
+            self.set_time(out, TimeInfo(info.axis, L + left + right, S, info.first_end - left * S,
+                                        edge_left=(info.edge_left or 0) + left,
+                                        edge_right=(info.edge_right or 0) + right))
+            return
+        if (right and op not in self.dead_right) or (op.type == "MIRROR_PAD" and (left or right)):
+            raise _NeedsEdges()
         if left:
-            if op.type == "MIRROR_PAD":
-                raise self.refuse(op, "mirror padding on time reads future frames")
             if op.type == "PADV2" and len(op.inputs) > 2 and op.inputs[2] is not None:
                 value = op.inputs[2]
                 if not value.is_constant:
@@ -344,9 +431,10 @@ class _Analyzer:
                     and not x.quantization.same_as(out.quantization):
                 raise self.refuse(op, "requantizes while padding time; not supported")
             self.causal_pads.append(op)
-        self.set_time(out, TimeInfo(info.axis, info.length + left, info.stride, info.first_end - left * info.stride,
+        elif right:
+            self.edge_pads.append(op)  # padding after the window that no output reads: the stream drops it
+        self.set_time(out, TimeInfo(info.axis, L + left + right, S, info.first_end - left * S,
                                     info.pad_left + left))
-
 
     def _crop(self, op, begin: int, end: int) -> None:
         x = op.inputs[0]
@@ -355,7 +443,10 @@ class _Analyzer:
             raise self.refuse(op, "slices away every frame")
         axis = self._slice_out_axis(op, info.axis)
         self.crops.append((op, info.axis))
-        self.set_time(op.outputs[0], TimeInfo(axis, end - begin, info.stride, info.first_end + begin * info.stride))
+        left = max((info.edge_left or 0) - begin, 0)
+        right = max((info.edge_right or 0) - (info.length - end), 0)
+        self.set_time(op.outputs[0], TimeInfo(axis, end - begin, info.stride, info.first_end + begin * info.stride,
+                                              edge_left=left, edge_right=right))
 
     def _slice_out_axis(self, op, axis: int) -> int:
         shrink = op.options.get("shrink_axis_mask", 0) if op.type == "STRIDED_SLICE" else 0
@@ -430,10 +521,56 @@ class _Analyzer:
             raise self.refuse(op, "gathers with indices computed from the frames")
         axis = op.options.get("axis", 0) % len(x.shape)
         if axis == info.axis:
-            raise self.refuse(op, "gathers along the time axis; this reorders frames")
+            return self._gather_frames(op, x, info)
         idx_rank = len(op.inputs[1].shape)
         out_axis = info.axis if info.axis < axis else info.axis + idx_rank - 1
         self.set_time(op.outputs[0], TimeInfo(out_axis, info.length, info.stride, info.first_end))
+
+    def _gather_frames(self, op, x: Tensor, info: TimeInfo) -> None:
+        """GATHER along time with constant indices: one frame (x[:, :, -1] from onnx2tf) or a run of consecutive
+        frames is a crop; anything else reorders frames."""
+        idx = _const_ints(op.inputs[1])
+        if idx is None:
+            raise self.refuse(op, "picks frames with indices computed at run time; cannot stream")
+        L = info.length
+        idx = [i + L if i < 0 else i for i in idx]
+        if not idx or any(not 0 <= i < L for i in idx):
+            raise self.malformed(op, f"picks frames {idx} of {L}")
+        rank = len(op.inputs[1].shape)
+        if rank > 1 or op.options.get("batch_dims", 0) or idx != list(range(idx[0], idx[0] + len(idx))):
+            raise self.refuse(op, f"picks frames {idx[:8]} along time out of order, with gaps or in a grid; only "
+                                  "one frame (x[:, :, -1]) or consecutive frames (x[:, :, a:b]) can be streamed")
+        if rank == 1:  # a run of frames, the time axis kept: a crop
+            return self._crop(op, idx[0], idx[-1] + 1)
+        # One frame, the time axis dropped: the head reads that frame alone (the stream's GATHER takes index 0
+        # of a 1-frame window; time_path.shrink_time).
+        if info.edge_left or info.edge_right:
+            return self.head(op, x)  # the edges put the whole window back together; the index stays
+        self.heads.append(op)
+        self.read(x, Reader(op, 0, 0, full_length=1))
+        picked = TimeInfo(info.axis, 1, info.stride, info.first_end + idx[0] * info.stride)
+        self.head_offsets.append((op, picked.unused(self.window)))
+        self.windowed.update(op.outputs)
+
+    def op_batch_matmul(self, op, time_in) -> None:
+        """A per-frame Linear exported as BATCH_MATMUL with a constant operand (onnx2tf): per frame unless time is
+        contracted (then it reads the whole window: a head)."""
+        if len(time_in) > 1:
+            raise self.refuse(op, "multiplies two tensors computed from the frames (e.g. attention over time); "
+                                  "cannot stream")
+        slot, x = time_in[0]
+        info = self.info(x)
+        out = op.outputs[0]
+        out_axis = batch_matmul_axis(op, slot, info.axis)
+        if out_axis is None:
+            return self.head(op, x)  # a fully connected layer over time (a Linear over frames)
+        other = op.inputs[1 - slot]
+        if info.axis < len(x.shape) - 2:  # time in the batch axes: the other operand must not vary along it
+            k = out_axis - (len(out.shape) - len(other.shape))
+            if 0 <= k < len(other.shape) - 2 and other.shape[k] != 1:
+                raise self.refuse(op, f"operand {other.name!r} varies along time ({other.shape[k]} frames) but is "
+                                      "not computed from the frames; cannot stream")
+        self.set_time(out, TimeInfo(out_axis, info.length, info.stride, info.first_end))
 
     def op_slide(self, op: Operator, time_in) -> None:
         x = op.inputs[0]
@@ -442,8 +579,9 @@ class _Analyzer:
             raise self.refuse(op, "its weights are computed from the frames; not supported")
         rank = len(x.shape)
         if rank != 4 or info.axis not in (1, 2):
-            raise self.refuse(op, f"time is on axis {info.axis} of its NHWC input; only height (1) or width (2) "
-                                  "can slide")
+            where = {3: "the channels (a Conv1d's in_channels)"}.get(info.axis, "")
+            raise self.refuse(op, f"time is on axis {info.axis} of its NHWC input; only height (1) or width (2) can "
+                                  f"slide{'; axis 3 is ' + where if where else ''} {self._axis_hint()}")
         hw = "h" if info.axis == 1 else "w"
         if op.options_type not in ("Conv2DOptions", "DepthwiseConv2DOptions", "Pool2DOptions"):
             raise self.refuse(op, f"has no {op.kind} options (kernel, stride, padding), or options of another op; "
@@ -458,13 +596,21 @@ class _Analyzer:
         stride = o.get(f"stride_{hw}", 1)
         rf = dilation * (kernel - 1) + 1
         L = info.length
+        before = after = 0
         if o.get("padding") == PADDING_SAME:
+            # TF's SAME: the output has ceil(L / stride) frames; the padding is split with the smaller half first.
             total = max((math.ceil(L / stride) - 1) * stride + rf - L, 0)
-            if total:
-                raise self.refuse(op, f"SAME padding on the time axis (kernel {kernel}, dilation {dilation}) pads "
-                                      "future frames; retrain with padding='valid' or 'causal'")
+            before, after = total // 2, total - total // 2
+            if total and not self.edge_mode:
+                raise _NeedsEdges()  # (edge mode reads every padding, causal PADs too, as window edges)
+            if total and ops.is_pool(op) and op.type != "MAX_POOL_2D" and any(other_axis_padding(op, 3 - info.axis)):
+                raise self.refuse(op, "pads both time and its other axis SAME; the stream runs it VALID on time, and "
+                                      "an average over SAME padding counts only real values, which no explicit PAD "
+                                      "reproduces (export it with padding='valid' on the feature axis)")
+            expect = math.ceil(L / stride)
+        else:
+            expect = (L - rf) // stride + 1
         out_len = op.outputs[0].shape[info.axis]
-        expect = (L - rf) // stride + 1
         if out_len != expect:
             raise self.refuse(op, f"output has {out_len} frames, expected {expect} for kernel {kernel}, stride "
                                   f"{stride}, dilation {dilation} on {L} frames")
@@ -472,22 +618,34 @@ class _Analyzer:
             raise self.refuse(op, f"reads {info.pad_left} frames of causal padding with a receptive field of {rf}: "
                                   "its first output frames are computed from padding alone, which no stream state "
                                   "reproduces (pad at most receptive field - 1 frames)")
-        if out_len == 1 and rf + stride > L and not info.pad_left:
+        if out_len == 1 and rf + stride > L and not info.pad_left and not before and not after:
             # The window covers the whole input (a global pool written as a pool): it is a head.
             return self.head(op, x)
-        self.slides.append(Slide(op, op_index(self.sg, op), kernel, stride, dilation))
+        self.slides.append(Slide(op, op_index(self.sg, op), kernel, stride, dilation, pad_before=before,
+                                 pad_after=after))
+        if before or after:
+            self.edge_sources.append(op)
         self.read(x, Reader(op, 0, rf - stride))
+        # Output frame j reads input frames j*stride - before ... + rf - 1 (the stream runs it VALID on time, so
+        # it computes exactly the frames that read no padding: the interior).
+        a, b = info.edge_left or 0, info.edge_right or 0
+        left = min(out_len, -(-(a + before) // stride)) if a + before > 0 else 0
+        first_right = -(-(L - b - rf + 1 + before) // stride)
+        right = max(0, out_len - max(first_right, 0))
         self.set_time(op.outputs[0], TimeInfo(info.axis, out_len, info.stride * stride,
-                                              info.first_end + (rf - 1) * info.stride))
+                                              info.first_end + (rf - 1 - before) * info.stride,
+                                              edge_left=left, edge_right=right))
 
 
 _Analyzer.HANDLERS = {name[3:]: fn for name, fn in vars(_Analyzer).items() if name.startswith("op_")}
 
 
-def analyze(model: Model, time_axis: int = 1, hop: int | None = None) -> StreamPlan:
-    """Compute how `model` streams with `hop` input frames per step (default: the smallest exact hop)."""
-    a = _Analyzer(model, time_axis)
-    a.run()
+def analyze(model: Model, time_axis: int | None = None, hop: int | None = None) -> StreamPlan:
+    """Compute how `model` streams with `hop` input frames per step (default: the smallest exact hop); time is
+    on input axis `time_axis`, found by itself when None (time_axis.py)."""
+    if hop is not None and hop < 1:
+        raise UsageError(f"--hop {hop}: the hop must be positive (input frames per step)")
+    a = _walk(model, time_axis)
     T = a.window
     strides = {info.stride for info in a.times.values()}
     min_hop = 1
@@ -509,6 +667,9 @@ def analyze(model: Model, time_axis: int = 1, hop: int | None = None) -> StreamP
         raise StreamingRefused("no model output depends on the frames through a head or a per-frame path; "
                                "nothing to stream")
     D = offsets.pop()
+    edge_plan = _plan_edges(a, T, D, hop) if a.edge_mode else None
+    if edge_plan is not None:
+        D = edge_plan[0]
 
     contract = CAUSAL if a.causal_pads else WINDOW_EXACT
     compare_step = None
@@ -517,12 +678,21 @@ def analyze(model: Model, time_axis: int = 1, hop: int | None = None) -> StreamP
         # The first window (frames 0..T-1) must end on a step boundary. If it does not, delay the input so it
         # does: the delay's zeros then stand for padding, which holds where the padded tensor is the input.
         input_delay = -(T - D) % hop
-        for op in a.causal_pads:
+        late = [op for op in a.causal_pads if not a.times[op.inputs[0]].raw_input
+                and a.times[op.inputs[0]].first_end != a.times[op.inputs[0]].stride - 1 - input_delay]
+        for op in late:
             before = a.times[op.inputs[0]]
-            if not before.raw_input and before.first_end != before.stride - 1 - input_delay:
-                raise _refuse(a.sg, op, "causal padding after a strided or valid op: at hop "
-                                        f"{hop} the stream computes frames where the original pads, so no state "
-                                        "can stand for the padding (pad causally from the input on, or use valid)")
+            if before.first_end != before.stride - 1:
+                raise _refuse(a.sg, op, "causal padding after a strided or valid op (e.g. a Conv1d without "
+                                        "padding, then F.pad): the stream computes frames where the original pads, "
+                                        "so no state can stand for the padding (pad causally from the input on, "
+                                        "or use valid)")
+        if late:
+            # Delaying the input would run its zero frames through the ops before these PADs, whose outputs would
+            # then stand where the original pads: delay the heads instead (_delay_heads).
+            _delay_heads(a, late[0], T, D, hop, min_hop, input_delay)
+            D -= input_delay
+            input_delay = 0
         D -= input_delay
         compare_step = (T - D) // hop - 1
         warmup = compare_step
@@ -545,11 +715,108 @@ def analyze(model: Model, time_axis: int = 1, hop: int | None = None) -> StreamP
         if all(r.lag == 0 and r.length(n) == n for r in readers):
             continue  # every reader takes just the new frames (e.g. 1x1 convs): nothing to keep
         frames = max(r.lag + r.length(n) for r in readers)
+        if info.frame > 1:  # a flat input: the buffer counts entries of its axis, `frame` per frame
+            if any(r.extra or r.full_length is not None for r in readers):
+                raise InternalError(f"a window is read from the flat input {t.name!r} before its RESHAPE into frames")
+            for r in readers:
+                r.lag *= info.frame
+            n, frames = n * info.frame, frames * info.frame
         states.append(State(t, info.axis, n, frames, readers, t.nbytes // t.shape[info.axis]))
     for s in a.slides:
         info = a.times[s.op.inputs[0]]
         s.frames_in = hop // info.stride
         s.frames_out = s.frames_in // s.stride
-    plan = StreamPlan(time_axis, T, hop, contract, D, warmup, compare_step, a.times, states, a.slides,
-                      a.heads, a.causal_pads, a.crops, a.time_reshapes, input_delay=input_delay)
+    plan = StreamPlan(a.time_axis, T, hop, contract, D, warmup, compare_step, a.times, states, a.slides,
+                      a.heads, a.causal_pads, a.crops, a.time_reshapes, input_delay=input_delay,
+                      edge_pads=a.edge_pads, frame=a.frame)
+    if edge_plan is not None:
+        plan.edges, plan.edge_reads = edge_plan[1], edge_plan[2]
     return plan
+
+
+def _delay_heads(a: _Analyzer, pad: Operator, T: int, D: int, hop: int, min_hop: int, delay: int) -> None:
+    """A causal model whose first window ends `delay` frames before a step ends, with causal padding on a computed
+    tensor (not on the input): the stream runs undelayed, so after a reset its state holds the padding exactly, and
+    every head reads its window `delay` input frames back, so the step that ends `delay` frames after the first
+    window reads exactly that window. Refuses, with the true cause, where that cannot be expressed."""
+    hops = [h for h in range(min_hop, T + 1, min_hop) if (T - D) % h == 0]
+    cause = (f"the first window ({T - D} frames up to the last one the model reads) ends {delay} frame(s) before "
+             f"a step of --hop {hop} does, and this PAD pads a computed tensor, not the input, so delaying the "
+             "input would put computed frames where the original pads")
+    fix = f"use --hop {' or '.join(str(h) for h in hops[:4])}" if hops else "use a hop that divides the window"
+    if a.time_outputs:
+        raise _refuse(a.sg, pad, f"{cause}, and output {a.time_outputs[0].name!r} is per frame (only a head can be "
+                                 f"delayed instead); {fix}")
+    for t, readers in a.readers.items():
+        for r in readers:
+            if r.full_length is None:
+                continue
+            stride = a.times[t].stride
+            if delay % stride:
+                raise _refuse(a.sg, pad, f"{cause}, and the head operator {op_index(a.sg, r.op)} ({r.op.kind}) "
+                                         f"reads frames {stride} input frames apart, so it cannot read {delay} "
+                                         f"frame(s) back; {fix}")
+            r.lag += delay // stride
+
+
+def _walk(model: Model, time_axis: int) -> _Analyzer:
+    """Follow time through `model`: first reading left-only padding as causal; if the model pads time after the
+    window too, again with every padding as window edges; and if that padding after the window reaches no
+    output (a crop drops it, as Chomp1d does), once more as causal padding without it."""
+    try:
+        a = _Analyzer(model, time_axis)
+        a.run()
+        return a
+    except _NeedsEdges:
+        pass
+    a = _Analyzer(model, time_axis, edges=True)
+    a.run()
+    read = [t for _, _, t in a.edge_heads] + a.time_outputs
+    live_right = any(a.times[t].edge_right for t in read)
+    if not live_right and all(op.type in ("PAD", "PADV2") for op in a.edge_sources):
+        dead = frozenset(op for op in a.edge_pads if a.times[op.outputs[0]].length > a.times[op.inputs[0]].length)
+        try:
+            causal = _Analyzer(model, time_axis, dead_right=dead)
+            causal.run()
+            return causal
+        except (_NeedsEdges, StreamingRefused):
+            pass  # keep the edges: the left edge is recomputed instead of standing for causal padding
+    return a
+
+
+def _plan_edges(a: _Analyzer, T: int, D: int, hop: int):
+    """Edge mode: the offset, the branches and reads, with their Readers registered on `a`. Returns None when
+    no edge reaches a head or an output (every padding is cropped away: a plain VALID stream)."""
+    reads = [(op, slot, t, 0, a.times[t].length) for op, slot, t in a.edge_heads]
+    outs = []
+    for t in a.time_outputs:
+        info = a.times[t]
+        n = hop // info.stride
+        outs.append((None, a.sg.outputs.index(t), t, info.length - n, info.length))
+    tensors = [r[2] for r in reads] + [o[2] for o in outs]
+    live_right = any(a.times[t].edge_right for t in tensors)
+    step = 1  # the window may move only by whole frames of every tensor a head or an output reads
+    for t in tensors + [t for op in a.heads for t in op.inputs if t is not None and t in a.times]:
+        step = step * a.times[t].stride // math.gcd(step, a.times[t].stride)
+    offset = D - step * -(-D // step) if live_right and D > 0 else D
+    shift = D - offset  # input frames between the window's last interior frame and the newest frame fed
+
+    def shift_of(t: Tensor) -> int:
+        """Frames of t between its window's last interior frame and the stream's newest frame of t."""
+        info = a.times[t]
+        return (info.unused(T) - offset) // info.stride
+
+    if not reads and not any(a.times[t].edge_left or a.times[t].edge_right for t in tensors) and not shift:
+        return None
+    if shift:  # every head reads its window `shift` input frames back
+        for t, readers in a.readers.items():
+            for r in readers:
+                if r.full_length is not None:
+                    r.lag += shift_of(t)
+    edge_outputs = [o for o in outs if a.times[o[2]].edge_left or a.times[o[2]].edge_right or shift]
+    for op, slot, t in a.edge_heads:  # the head reads the concat; the interior Reader moves there
+        a.readers[t] = [r for r in a.readers[t] if not (r.op is op and r.slot == slot)]
+    branches, edge_reads, registered = plan_edges(a.sg, a.times, reads + edge_outputs, T, offset, shift_of)
+    for t, r in registered:
+        a.read(t, r)
+    return offset, branches, edge_reads

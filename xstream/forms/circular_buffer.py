@@ -15,8 +15,11 @@ This pass applies a StreamPlan (computed at the smallest hop) to the folded orig
 - ops are ordered by frame rate, the buffer that skips (cycles_max > 1) last at its rate, so an abort skips only
   the ops that run at the slower rate.
 
-It refuses, naming the tensor or operator: non-int8 state (TFLM's kernel supports int8 only), a frame that is not
-contiguous (time is not the outermost non-trivial axis, so no reshape to `[1,1,1,depth]` exists), and two strided
+Where time is not the outermost non-trivial axis (PyTorch's `[1, C, T]`), one frame per invoke is still contiguous
+(`[1, C, 1]` reshapes to `[1,1,1,C]`); the buffer's `[1, N, 1, C]` is reshaped to `[N, 1, C]` and transposed back to
+`[1, C, N]` for its readers.
+
+It refuses, naming the tensor or operator: non-int8 state (TFLM's kernel supports int8 only) and two strided
 readers at the same frame rate (one abort per rate is all CIRCULAR_BUFFER can express).
 """
 
@@ -32,7 +35,7 @@ from ..analysis import StreamPlan
 from ..errors import StreamingRefused
 from ..ir import Model, Operator, Tensor
 from ..passes import Pass
-from ..passes.time_path import absorb_causal_pads, finish, shrink_time
+from ..passes.time_path import absorb_causal_pads, finish, shrink_time, valid_on_time
 from .base import StateBuffer, StateForm
 
 NAME = "circular-buffer"
@@ -54,6 +57,9 @@ def _refuse(what: str, why: str) -> StreamingRefused:
 def _run(model: Model, plan: StreamPlan) -> bool:
     """Turn `model` (the folded original that `plan` was computed on) into its circular-buffer streaming form."""
     sg = model.main
+    if plan.edges or plan.edge_reads:
+        raise _refuse("the model pads time on both sides (SAME)", "its edges are recomputed every step from a "
+                      "window of the input, which one frame per invoke cannot feed")
     needs = _buffer_needs(plan)
 
     # Checks that need only the plan, before anything changes.
@@ -61,11 +67,6 @@ def _run(model: Model, plan: StreamPlan) -> bool:
         if t.dtype != "int8":
             raise _refuse(f"tensor {t.name!r} ({t.dtype})", "TFLite Micro's CIRCULAR_BUFFER kernel supports int8 "
                                                            "only")
-        outer = int(np.prod(t.shape[:axis], dtype=np.int64))
-        if outer != 1:
-            raise _refuse(f"tensor {t.name!r} of shape {list(t.shape)}",
-                          f"time is axis {axis} with {outer} rows before it, so a frame is not contiguous "
-                          "and cannot be reshaped to CIRCULAR_BUFFER's [1, 1, 1, depth]")
 
     # 1 frame per invoke on the whole time path.
     rate: dict[Tensor, int] = {t: info.stride for t, info in plan.times.items()}
@@ -74,7 +75,9 @@ def _run(model: Model, plan: StreamPlan) -> bool:
     gates: dict[int, list[Operator]] = {}  # frame rate -> buffers that skip (cycles_max > 1)
     gate_ops: set[Operator] = set()
     for x, (axis, readers) in needs.items():
-        depth = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+        depth = int(np.prod(x.shape, dtype=np.int64))  # one frame: every value of the 1-frame tensor
+        others = [d for k, d in enumerate(x.shape) if k != axis]
+        outer = int(np.prod(x.shape[:axis], dtype=np.int64))
         groups: dict[int, list] = {}
         for r in readers:
             groups.setdefault(r.stride, []).append(r)
@@ -97,7 +100,13 @@ def _run(model: Model, plan: StreamPlan) -> bool:
                 gates.setdefault(rate[x], []).append(cb)
                 gate_ops.add(cb)
             buffered = held
-            if tuple(make.with_axis(x.shape, axis, frames)) != (1, frames, 1, depth):
+            if outer != 1:  # time is not outermost ([1, C, T]): frames first, then time back to its axis
+                rows = make.like(x, f"{tag}/rows", (frames, *others))
+                buffered = make.like(x, f"{tag}/frames", make.with_axis(x.shape, axis, frames))
+                perm = [0 if k == axis else 1 + (k if k < axis else k - 1) for k in range(len(x.shape))]
+                new_ops += [make.reshape(held, rows), make.transpose(rows, perm, buffered)]
+                rate[rows] = rate[buffered] = rate[x]
+            elif tuple(make.with_axis(x.shape, axis, frames)) != (1, frames, 1, depth):
                 buffered = make.like(x, f"{tag}/frames", make.with_axis(x.shape, axis, frames))
                 new_ops.append(make.reshape(held, buffered))
                 rate[buffered] = rate[x]
@@ -116,6 +125,7 @@ def _run(model: Model, plan: StreamPlan) -> bool:
         sg.operators[first_reader:first_reader] = new_ops
 
     absorb_causal_pads(model, sg, plan)
+    valid_on_time(sg, plan)
     finish(sg)
 
     for r, cbs in gates.items():

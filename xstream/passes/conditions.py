@@ -9,6 +9,7 @@ from typing import Callable
 
 from ..errors import InternalError
 from ..ir import Model
+from ..targets import esphome
 
 
 def _unique_names(model: Model) -> str | None:
@@ -59,6 +60,11 @@ def _state_io_paired(model: Model) -> str | None:
     return f"state inputs without a <name>_next output: {unpaired}" if unpaired else None
 
 
+def _esphome_io(model: Model) -> str | None:
+    bad = esphome.io_problems(model)
+    return "; ".join(bad) if bad else None
+
+
 
 CONDITIONS: dict[str, Callable[[Model], str | None]] = {
     "unique_names": _unique_names,
@@ -68,6 +74,7 @@ CONDITIONS: dict[str, Callable[[Model], str | None]] = {
     "static_shapes": _static_shapes,
     "batch_one": _batch_one,
     "state_io_paired": _state_io_paired,
+    "esphome_io": _esphome_io,  # int8 [1, stride, 40] in, uint8 [1, 1] probability out (targets/esphome.py)
 }
 
 

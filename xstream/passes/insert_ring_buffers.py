@@ -7,12 +7,13 @@ from ..analysis import StreamPlan
 from ..forms import ring_buffer
 from ..ir import Model, Tensor
 from . import Pass
-from .time_path import absorb_causal_pads, finish, shrink_time
+from .time_path import absorb_causal_pads, finish, shrink_time, splice_edges, valid_on_time
 
 
 def _run(model: Model, plan: StreamPlan) -> bool:
     """`model` is the one `plan` was computed on: input of `plan.hop` frames, RING_BUFFER state, PADs absorbed."""
     sg = model.main
+    splice_edges(model, sg, plan)
     shrink_time(plan, lambda info: plan.hop // info.stride)
     for state in plan.states:
         x = state.tensor
@@ -33,6 +34,7 @@ def _run(model: Model, plan: StreamPlan) -> bool:
         sg.operators[first_reader:first_reader] = new_ops
     # After the state: a PAD that fed a sliding op directly now feeds its ring buffer, which absorbs it.
     absorb_causal_pads(model, sg, plan)
+    valid_on_time(sg, plan)
     finish(sg)
     return True
 

@@ -290,7 +290,7 @@ def _time_shapes(op: Operator, plan: StreamPlan) -> tuple[list, list]:
         if info is None:
             return None
         s = list(t.shape)
-        s[info.axis] = plan.frames(t)
+        s[info.axis] = plan.frames(t) * info.frame
         return s
     return [cut(t) for t in op.inputs], [cut(t) for t in op.outputs]
 
@@ -366,7 +366,8 @@ def stream_rows(model: Model, plan: StreamPlan) -> list[StreamRow]:
         shared: list[int] = []
         if op in state_of:
             st, _ = state_of[op]
-            readers = sorted(sg.index_of(r.op) for r in st.readers)
+            in_graph = set(sg.operators)  # (edge recompute's readers are not in the analysed graph)
+            readers = sorted(sg.index_of(r.op) for r in st.readers if r.op in in_graph)
             if readers[0] == i:
                 state_frames, state_bytes = st.state_frames, st.state_bytes
             shared = [k for k in readers if k != i]

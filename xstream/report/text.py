@@ -26,14 +26,14 @@ def _fmt_ratio(r: float | None) -> str:
 
 
 def model_cost(c: dict) -> str:
-    lines = [f"arena     {c['arena_bytes']:,} bytes of activations (TFLite Micro greedy plan, 16-byte aligned; "
-             f"at least {c['arena_lower_bound_bytes']:,} live at once)",
+    lines = [f"activations (planned) {c['arena_bytes']:,} bytes (TFLite Micro greedy plan, 16-byte aligned; "
+             f"at least {c['arena_lower_bound_bytes']:,} live at once; no kernel data or scratch)",
              f"compute   {c['macs']:,} MACs per invoke, {c['other_ops']:,} other ops (pool and reduction reads, "
              "element-wise)"]
     if c["states"]:
         where = "inside the arena (model I/O)" if c["state_in_arena"] == c["state_bytes"] else "outside the arena"
         lines.append(f"state     {c['state_bytes']:,} bytes in {len(c['states'])} {c['state_form']} buffer(s), "
-                     f"{where}; RAM (arena + state) {c['ram_bytes']:,} bytes")
+                     f"{where}; RAM planned (activations + state) {c['ram_bytes']:,} bytes")
     return "\n".join(lines)
 
 
@@ -58,11 +58,13 @@ def stream(r: dict) -> str:
         lines.append("added by conversion: " + ", ".join(f"{n} {k}" for k, n in sorted(r["added_ops"].items())))
     b, a, low, q = r["before"], r["after"], r["minimum"], r["after_over_minimum"]
     totals = [
-        ["arena bytes", _fmt_count(b["arena_bytes"]), _fmt_count(a["arena_bytes"]),
+        [f"TFLite Micro arena (measured{', ' + a['tflm_arena_runtime'] if a.get('tflm_arena_runtime') else ''})",
+         _fmt_count(b.get("tflm_arena_bytes")), _fmt_count(a.get("tflm_arena_bytes")), "", ""],
+        ["activations (planned)", _fmt_count(b["arena_bytes"]), _fmt_count(a["arena_bytes"]),
          _fmt_count(low["arena_bytes"]), _fmt_ratio(q["arena_bytes"])],
         ["state bytes", _fmt_count(b["state_bytes"]), _fmt_count(a["state_bytes"]),
          _fmt_count(low["state_bytes"]), _fmt_ratio(q["state_bytes"])],
-        ["RAM bytes (arena + state)", _fmt_count(b["ram_bytes"]), _fmt_count(a["ram_bytes"]), "", ""],
+        ["RAM planned (activations + state)", _fmt_count(b["ram_bytes"]), _fmt_count(a["ram_bytes"]), "", ""],
         ["weight bytes", _fmt_count(b["weight_bytes"]), _fmt_count(a["weight_bytes"]),
          _fmt_count(low["weight_bytes"]), _fmt_ratio(q["weight_bytes"])],
         ["MACs per step", _fmt_count(b["macs"]), _fmt_count(a["macs"]), _fmt_count(low["macs"]),
@@ -72,9 +74,14 @@ def stream(r: dict) -> str:
     ]
     lines.append("")
     lines.append(table(["", "original", "streaming", "minimum", "streaming/minimum"], totals))
-    g = r["before_over_after"]
-    lines.append(f"original/streaming: RAM {_fmt_ratio(g['ram_bytes'])}x, MACs per step {_fmt_ratio(g['macs'])}x "
-                 "(the original recomputes its whole window every hop)")
+    g = r["gain"]
+    ram_words = ("TFLite Micro arena, measured" if g["ram"]["figure"] == "tflm_arena_bytes" else
+                 "planned activations + state" + (f"; not measured: {a['tflm_arena_note']}"
+                                                  if a.get("tflm_arena_note") else ""))
+    lines.append(f"original/streaming: RAM {_fmt_ratio(g['ram']['ratio'])}x ({ram_words}), MACs per step "
+                 f"{_fmt_ratio(g['macs']['ratio'])}x (the original recomputes its whole window every hop)")
+    if g["message"]:
+        lines.append(f"note: {g['message']}")
     lines.append("minimum: state by the contract's rule (docs/CONTRACT.md); MACs with every output frame computed once (ops from the "
                  "head on run once per step); arena: most bytes live at once in the streaming graph; weights: the "
                  "original's")
@@ -102,7 +109,8 @@ def conversion(r: dict) -> str:
                  f"warm-up {r['warmup']} step(s){delay}")
     slides = ", ".join(f"#{s['index']} {s['op']} k{s['kernel']}" + (f" s{s['stride']}" if s['stride'] > 1 else "")
                        + (f" d{s['dilation']}" if s['dilation'] > 1 else "") for s in r["streamed_ops"])
-    lines.append(f"streamed  {len(r['streamed_ops'])} op(s): {slides}")
+    lines.append(f"streamed  {len(r['streamed_ops'])} op(s): {slides}" if slides else
+                 "streamed  none (no op slides along time; the stream only buffers what the head reads)")
     if r["heads"]:
         lines.append(f"heads     {', '.join(r['heads'])} (read the whole window from a ring buffer)")
     lines.append(f"state     {r['state_bytes']} bytes in {len(r['states'])} buffer(s) (minimum by the contract "
@@ -112,6 +120,31 @@ def conversion(r: dict) -> str:
                      f"its last invoke (every {r['hop'] // r['frames_per_invoke']}th)")
     if r["target"]:
         lines.append(f"target    {r['target']}: {r['target_note']}")
+    return "\n".join(lines)
+
+
+def no_gain_note(r: dict) -> str | None:
+    """The one line `convert` prints on stderr when streaming gains nothing (report.gain.gain's message)."""
+    g = r.get("no_gain")
+    return f"xstream: note: {g['message']} (planned figures)" if g else None
+
+
+def stream_description(info: dict) -> str:
+    """What a streaming model says about itself (its "xstream_stream" metadata; report/stream_info.py)."""
+    if "unreadable" in info:
+        return f"stream    {info['unreadable']}"
+    words = (f"causal: step {info['compare_step']} (from 0, after a reset) equals the original"
+             if info.get("contract") == "causal" else
+             f"{info.get('contract')}: from step {info.get('warmup')} on, each output equals the original on the "
+             f"window ending {_offset_words(info.get('offset', 0))}")
+    lines = [f"stream    written by xstream {info.get('version')} ({info.get('contract_doc')}): {words}",
+             f"          window {info.get('window')} frames, hop {info.get('hop')}, "
+             f"offset D={info.get('offset', 0):+d}, "
+             f"warm-up {info.get('warmup')} step(s), time axis {info.get('time_axis')}, state "
+             f"{info.get('state_bytes', 0):,} bytes in form {info.get('state_form')}"
+             + (f", target {info['target']}" if info.get("target") else "")]
+    for b in info.get("state_buffers", []):
+        lines.append(f"          state {b['frames']} frame(s), {b['bytes']:,} bytes of {b['name']}")
     return "\n".join(lines)
 
 
@@ -161,6 +194,15 @@ def verify_result(r) -> str:
     lines = [f"{verdict}: {r.steps_compared} step(s) compared over {r.sequences} sequence(s), {exact}",
              f"contract {r.contract}, hop {r.hop}, offset D={r.offset:+d}, warm-up {r.warmup}, form {r.form}, "
              f"runtime {r.runtime}"]
+    t = r.tolerance
+    if t is not None:
+        noise = (f"{t['noise_factor']} x the noise floor of LiteRT builtin vs reference kernels on the original, "
+                 f"{t['noise_factor']} x {t['noise_floor_rel']:.2g} rel" if t["noise_floor_rel"] is not None else "")
+        why = (noise if t["rel"] > t["floor_rel"] else
+               f"the {t['floor_rel']:g} floor" + (f"; {noise}, is below it" if noise else "; no noise floor measured"))
+        lines.append(f"tolerance {t['rel']:.2g} rel = {t['abs']:.2g} abs at the largest output ({why})")
+    else:
+        lines.append("tolerance none: integer outputs must be bit-exact")
     if r.first_mismatch:
         m = r.first_mismatch
         lines.append(f"first mismatch: sequence {m['sequence']}, step {m['step']}, output {m['output']}, "
@@ -172,15 +214,43 @@ def verify_result(r) -> str:
 def inspect(s: dict, stream_report: dict | None, xcore_report) -> str:
     """What `xstream inspect` prints: a model summary (report.inspect.ModelSummary.to_dict()) and the optional
     streaming and xcore reports."""
-    rows = [[str(r["index"]), r["type"], ", ".join(r["inputs"]), ", ".join(r["outputs"]), options(r["options"]),
-             _fmt_cost(r["macs"], r["other_ops"])] for r in s["operators"]]
-    lines = [table(["#", "op", "inputs", "outputs", "options", "MACs"], rows),
-             f"\ninputs: {', '.join(s['inputs'])}   outputs: {', '.join(s['outputs'])}",
-             f"{s['op_count']} ops in {s['subgraphs']} subgraph(s), {s['params']} params, {s['weight_bytes']} weight "
-             "bytes",
-             model_cost(s["cost"])]
+    def op_table(operators: list[dict]) -> str:
+        return table(["#", "op", "inputs", "outputs", "options", "MACs"],
+                     [[str(r["index"]), r["type"], ", ".join(r["inputs"]), ", ".join(r["outputs"]),
+                       options(r["options"]), _fmt_cost(r["macs"], r["other_ops"])] for r in operators])
+
+    lines = [op_table(s["operators"])]
+    for sub in s.get("subgraph_operators", []):
+        lines.append(f"\nsubgraph {sub['index']}{' ' + repr(sub['name']) if sub['name'] else ''}:")
+        lines.append(op_table(sub["operators"]))
+    lines += [f"\ninputs: {', '.join(s['inputs'])}   outputs: {', '.join(s['outputs'])}",
+              f"{s['op_count']} ops in {s['subgraphs']} subgraph(s), {s['params']} params, {s['weight_bytes']} "
+              "weight bytes"]
+    lines += [f"warning: {w}" for w in s.get("warnings", [])]
+    if "tflm_arena_bytes" in s:
+        lines.append(f"tflm arena {s['tflm_arena_bytes']:,} bytes: the smallest tensor_arena_size TFLite Micro "
+                     f"({s['tflm_arena_runtime']}) allocates and invokes the model with (measured)"
+                     if s["tflm_arena_bytes"] is not None else
+                     f"tflm arena not measured: {s['tflm_arena_note']}")
+    lines.append(model_cost(s["cost"]))
+    if s.get("stream"):
+        lines.append(stream_description(s["stream"]))
     if stream_report is not None:
         lines.append("\n" + stream(stream_report))
     if xcore_report is not None:
         lines.append("\n" + xcore_arena(xcore_report))
     return "\n".join(lines)
+
+
+def esphome(r: dict) -> str:
+    """What `convert --target esphome` adds: the manifest it wrote (targets/esphome.EsphomeFiles.to_dict())."""
+    m = r["contents"]
+    micro = m["micro"]
+    return "\n".join([
+        f"manifest  {r['manifest']} (ESPHome micro_wake_word v2, followed {r['esphome_version']}): wake word "
+        f"{m['wake_word']!r}, probability_cutoff {micro['probability_cutoff']}, sliding_window_size "
+        f"{micro['sliding_window_size']}, feature_step_size {micro['feature_step_size']} ms, minimum ESPHome "
+        f"{micro['minimum_esphome_version']}",
+        f"arena     tensor_arena_size {r['tensor_arena_size']:,} bytes ({r['arena_rule']}: measured "
+        f"{r['measured_arena_bytes']:,}); state in {r['resource_variables']} of 20 resource variables",
+    ])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import InterpreterError
 
 
 class LiteRT:
@@ -15,8 +15,8 @@ class LiteRT:
         try:
             from ai_edge_litert.interpreter import Interpreter, OpResolverType
         except ImportError:
-            raise UsageError("running models needs LiteRT: pip install ai-edge-litert (or pip install "
-                             "'xstream[runtimes]')") from None
+            raise InterpreterError("running models needs LiteRT (ai-edge-litert, a dependency of xstream), which is "
+                                   "not installed here: pip install ai-edge-litert") from None
         self._make = lambda: Interpreter(
             model_content=data,
             experimental_op_resolver_type=OpResolverType.BUILTIN_REF if kernels == "reference"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import InterpreterError
 from ..tflite.reader import read_bytes
+from .native_log import captured_fds, missing_kernel
 
 
 class TFLM:
@@ -15,8 +16,16 @@ class TFLM:
         try:
             from tflite_micro.python.tflite_micro import runtime
         except ImportError:
-            raise UsageError("--runtime tflm needs the tflite-micro package (pip install tflite-micro)") from None
-        self.it = runtime.Interpreter.from_bytes(data)
+            raise InterpreterError("--runtime tflm needs the tflite-micro package (pip install tflite-micro)") from None
+        with captured_fds() as log:  # TFLM prints why it cannot allocate (e.g. a missing kernel) on stdout
+            try:
+                self.it = runtime.Interpreter.from_bytes(data)
+                error = None
+            except RuntimeError as e:
+                error = e
+        if error is not None:
+            why = missing_kernel(log[0])
+            raise RuntimeError(why + " in tflite-micro" if why else str(error))  # open_runner names the model
         main = read_bytes(data).main  # the counts: probing past the last index makes TFLM print errors
         self.inputs = self._details(self.it.get_input_details, len(main.inputs))
         self.outputs = self._details(self.it.get_output_details, len(main.outputs))

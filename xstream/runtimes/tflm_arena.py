@@ -24,7 +24,7 @@ to ``hi``); a failure there restarts the bisection above it. So the answer N is 
 N and every checked size above it work. With a 16-byte aligned arena start (malloc's) the answer is a multiple of
 16: TFLM aligns the tail allocations down, so the bytes of N beyond a multiple of 16 are never used.
 
-Nothing here imports the rest of xstream but its errors: it takes model bytes.
+Nothing here imports the rest of xstream but its errors and the harness binary (tflm_host): it takes model bytes.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ __all__ = [
     "search_arena_tflm",
     "smallest_arena_host",
     "host_arena_report",
+    "arena_figure",
 ]
 
 # Child exit codes of one try.
@@ -173,7 +174,7 @@ class _TFLMProbe:
         if code is None:
             self.crashes.append(n)
         if code == _NO_RUNTIME:
-            raise UsageError("the tflite-micro Python package is not installed (pip install tflite-micro)")
+            raise InterpreterError("the tflite-micro Python package is not installed (pip install tflite-micro)")
         self.last_code = code
         return code == _OK
 
@@ -309,7 +310,7 @@ def host_arena_report(data: bytes, binary: str, *, invoke: bool = True, timeout:
     ``non_monotonic`` and, when the runtime has a RecordingMicroAllocator, ``recorded_*`` entries
     (requested, used, count) and ``head``/``tail``."""
     if not binary or not os.path.exists(binary):
-        raise UsageError(f"no xstream_tflm_host at {binary!r} (build it with kernels/build.sh)")
+        raise InterpreterError(f"no xstream_tflm_host at {binary!r} (build it with kernels/build.sh)")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.tflite")
         with open(path, "wb") as f:
@@ -335,3 +336,29 @@ def smallest_arena_host(data: bytes, binary: str, *, invoke: bool = True) -> int
     """The smallest arena with which xstream's TFLM host harness (binary: a built xstream_tflm_host) allocates
     the model and, with invoke, invokes it once with zero inputs. Every form, RING_BUFFER included."""
     return host_arena_report(data, binary, invoke=invoke)["arena_bytes"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The figure `xstream inspect` reports
+
+
+def arena_figure(data: bytes, *, runtime: str | None = None, timeout: float = 10.0) -> dict:
+    """TFLite Micro's smallest working arena for the model `data`, measured, as inspect reports it:
+    {"tflm_arena_bytes": N or None, "tflm_arena_runtime": "tflm-host" | "tflm" | None, "tflm_arena_note": why
+    there is no figure, or ""}. `runtime` None: xstream's harness (every form, RING_BUFFER included, and a plain
+    MicroAllocator as an application has), else the tflite-micro interpreter, which has no RING_BUFFER kernel;
+    a runtime given is the only one tried (so two figures compare one runtime). `timeout`: seconds the harness may
+    search (a model that hangs TFLite Micro gets no figure)."""
+    from .tflm_host import tflm_host_binary
+
+    reasons = []
+    for name in ((runtime,) if runtime else ("tflm-host", "tflm")):
+        try:
+            if name == "tflm-host":
+                n = host_arena_report(data, tflm_host_binary(), timeout=timeout)["arena_bytes"]
+            else:
+                n = search_arena_tflm(data, max_arena=1 << 26).arena_bytes
+            return {"tflm_arena_bytes": n, "tflm_arena_runtime": name, "tflm_arena_note": ""}
+        except (InterpreterError, UsageError, ModelReadError, OSError, subprocess.SubprocessError) as e:
+            reasons.append(f"{name}: {e}")
+    return {"tflm_arena_bytes": None, "tflm_arena_runtime": None, "tflm_arena_note": "; ".join(reasons)}

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError, XstreamError
+from .. import kernel_sources
+from ..errors import InterpreterError
+from .native_log import missing_kernel
 
-KERNELS_DIR = Path(__file__).resolve().parents[2] / "kernels"
+KERNELS_DIR = kernel_sources.kernels_dir()  # kernels/ in a checkout, xstream/_kernels in a wheel
 
 
 _HOST_BINARY: str | None = None
@@ -29,15 +31,22 @@ def tflm_host_binary() -> str:
         return _HOST_BINARY
     script = KERNELS_DIR / "build.sh"
     if not script.exists():
-        raise UsageError("--runtime tflm-host needs xstream's TFLM harness: run from a source checkout (it is built "
-                         "by kernels/build.sh) or set XSTREAM_TFLM_HOST to a built xstream_tflm_host")
-    print("xstream: building the TFLite Micro host harness (kernels/build.sh, about 40 s, once)", file=sys.stderr)
-    r = subprocess.run(["bash", str(script)], env={**os.environ, "PYTHON": sys.executable}, capture_output=True,
-                       text=True)
-    if r.returncode != 0:
-        why = (r.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise UsageError(f"cannot build the TFLM host harness with kernels/build.sh: {why}")
-    _HOST_BINARY = r.stdout.strip().splitlines()[-1]
+        raise InterpreterError("--runtime tflm-host needs xstream's TFLM harness: run from a source checkout (it is "
+                               "built by kernels/build.sh) or set XSTREAM_TFLM_HOST to a built xstream_tflm_host")
+    build_dir = str(kernel_sources.harness_build_dir())
+    proc = subprocess.Popen(["bash", str(script), build_dir], env={**os.environ, "PYTHON": sys.executable},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errors = []
+    for line in proc.stderr:  # build.sh says "compiling" only when it really builds (it caches by a stamp)
+        errors.append(line.rstrip())
+        if line.startswith("build.sh: compiling"):
+            print("xstream: building the TFLite Micro host harness (kernels/build.sh, about 40 s, once)",
+                  file=sys.stderr, flush=True)
+    out = proc.stdout.read()
+    if proc.wait() != 0:
+        why = ([e for e in errors if e.strip()] or ["(no message)"])[-1]
+        raise InterpreterError(f"cannot build the TFLM host harness with kernels/build.sh: {why}")
+    _HOST_BINARY = out.strip().splitlines()[-1]
     return _HOST_BINARY
 
 
@@ -80,18 +89,25 @@ class TFLMHost:
             while not lines or lines[-1] != "ready":
                 line = self.proc.stdout.readline()
                 if not line:
-                    raise XstreamError(f"tflm-host cannot load the model: {self._error()}")
+                    why = self._error("\n".join(lines))
+                    raise InterpreterError(f"tflm-host cannot load the model: {why}")
                 lines.append(line.decode().strip())
         self.inputs, self.outputs = self._parse(lines)
         self.last_status = "ok"
 
-    def _error(self) -> str:
+    def _error(self, printed: str = "") -> str:
+        """Why the harness stopped: the kernel it lacks (TFLM prints that on stdout while loading, `printed`), or
+        the last line of its stderr."""
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
         self._log.seek(0)
-        text = self._log.read().decode(errors="replace").strip().splitlines()
+        log = self._log.read().decode(errors="replace")
+        missing = missing_kernel(printed + "\n" + log)
+        if missing:
+            return missing + " in xstream's TFLite Micro harness (kernels/harness/host_op_resolver.h)"
+        text = log.strip().splitlines()
         return text[-1] if text else f"exit status {self.proc.returncode}"
 
     @staticmethod
@@ -112,7 +128,8 @@ class TFLMHost:
     def _status(self) -> bytes:
         s = self.proc.stdout.read(1)
         if s not in (b"0", b"A"):
-            raise XstreamError(f"tflm-host failed: {self._error() if not s else 'the interpreter returned an error'}")
+            why = self._error() if not s else "the interpreter returned an error"
+            raise InterpreterError(f"tflm-host failed: {why}")
         return s
 
     def reset(self) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError, XstreamError
+from ..errors import InterpreterError, UsageError
 from ..ir import Model
 from ..targets.xcore import Compiled, XformerFailed, compile_model, state_pairs, xformer_ready_original
 from .frames import random_frames
@@ -25,11 +25,11 @@ from .tflm_host import KERNELS_DIR, TFLMHost, stop_process
 
 
 def host_interpreter_class():
-    """xmos-ai-tools' host xcore runtime (TFLMHostInterpreter), or a UsageError saying what to install."""
+    """xmos-ai-tools' host xcore runtime (TFLMHostInterpreter), or an InterpreterError saying what to install."""
     try:
         from xmos_ai_tools.xinterpreters import TFLMHostInterpreter
     except Exception as e:  # ImportError, or OSError from loading its shared library
-        raise UsageError(f"the host xcore runtime of xmos-ai-tools cannot be loaded ({type(e).__name__}: "
+        raise InterpreterError(f"the host xcore runtime of xmos-ai-tools cannot be loaded ({type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else ''}); pip install xmos-ai-tools") from None
     return TFLMHostInterpreter
 
@@ -77,7 +77,7 @@ class XcoreHost:
         by_in = {d["name"]: (i, d) for i, d in enumerate(got_in)}
         by_out = {d["name"]: d for d in got_out}
         if set(by_in) != set(want_in) or set(by_out) != set(want_out):
-            raise XstreamError(f"xformer changed the model's inputs/outputs: {sorted(by_in)} / {sorted(by_out)}")
+            raise InterpreterError(f"xformer changed the model's inputs/outputs: {sorted(by_in)} / {sorted(by_out)}")
         self._in_pos = [by_in[n][0] for n in want_in]
         self.inputs = [self._detail(by_in[n][1], n) for n in want_in]
         self.outputs = [self._detail(by_out[n], n) for n in want_out]
@@ -148,11 +148,11 @@ def _wheel_runtime() -> tuple[Path, Path]:
     import importlib.util
     spec = importlib.util.find_spec("xmos_ai_tools")
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError("the xcore host build needs xmos-ai-tools (pip install xmos-ai-tools)")
+        raise InterpreterError("the xcore host build needs xmos-ai-tools (pip install xmos-ai-tools)")
     root = Path(list(spec.submodule_search_locations)[0]) / "runtime"
     include, lib = root / "include", root / "lib" / "libhost_xtflitemicro.a"
     if not include.is_dir() or not lib.is_file():
-        raise UsageError(f"{lib} is missing from xmos-ai-tools (a Linux x86-64 wheel is needed)")
+        raise InterpreterError(f"{lib} is missing from xmos-ai-tools (a Linux x86-64 wheel is needed)")
     return include, lib
 
 
@@ -162,12 +162,12 @@ def build_generated(compiled: Compiled, build_dir: str | os.PathLike | None = No
     checkout) or `build_dir`. Needs g++ ($CXX)."""
     cxx = os.environ.get("CXX", "g++")
     if shutil.which(cxx) is None:
-        raise UsageError(f"no C++ compiler ({cxx}): the generated xcore code is built with g++")
+        raise InterpreterError(f"no C++ compiler ({cxx}): the generated xcore code is built with g++")
     if not _DRIVER.is_file():
-        raise UsageError("the xcore host driver (kernels/harness/xcore_generated_host.cc) is part of a source "
+        raise InterpreterError("the xcore host driver (kernels/harness/xcore_generated_host.cc) is part of a source "
                          "checkout of xstream; use XSTREAM_XCORE_HOST=interpreter")
     if not compiled.cpp or not compiled.header:
-        raise UsageError("xformer wrote no C++ for this model")
+        raise InterpreterError("xformer wrote no C++ for this model")
     include, lib = _wheel_runtime()
     flags = ["-std=c++17", "-O0", "-w", *_DEFINES, f"-I{include}", f"-I{_DRIVER.parent}"]
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
@@ -194,7 +194,7 @@ def build_generated(compiled: Compiled, build_dir: str | os.PathLike | None = No
                            capture_output=True, text=True, timeout=600)
         if r.returncode != 0:
             why = next((ln for ln in r.stderr.splitlines() if "error" in ln), r.stderr.strip()[-300:])
-            raise XstreamError(f"cannot build xformer's generated C++ against libhost_xtflitemicro.a: {why}")
+            raise InterpreterError(f"cannot build xformer's generated C++ against libhost_xtflitemicro.a: {why}")
         try:
             os.rename(tmp, root / key)
         except OSError:  # built meanwhile by another process
@@ -226,7 +226,7 @@ class XcoreGeneratedHost(TFLMHost):
         model, pairs, self.compiled, self.note = _compile_for_host(data, same_allocation, in_place, flags)
         names = _tflite_io_names(self.compiled.data)
         if names != ([t.name for t in model.main.inputs], [t.name for t in model.main.outputs]):
-            raise XstreamError(f"xformer reordered the model's inputs/outputs: {names}")
+            raise InterpreterError(f"xformer reordered the model's inputs/outputs: {names}")
         self.arena_bytes = self.compiled.arena_bytes
         self.binary = build_generated(self.compiled)
         self._log = tempfile.TemporaryFile()
@@ -237,14 +237,14 @@ class XcoreGeneratedHost(TFLMHost):
         while not lines or lines[-1] != "ready":
             line = self.proc.stdout.readline()
             if not line:
-                raise XstreamError(f"the generated xcore code cannot start: {self._error()}")
+                raise InterpreterError(f"the generated xcore code cannot start: {self._error()}")
             lines.append(line.decode().strip())
         self.inputs, self.outputs = self._parse(lines)
         for d, t in zip(self.inputs + self.outputs, model.main.inputs + model.main.outputs):
             d["name"] = t.name
         self.shared = next(([w == "1" for w in ln.split()[1:]] for ln in lines if ln.startswith("shared")), [])
         if in_place and not all(self.shared[:len(pairs)]):
-            raise XstreamError("xformer did not place every state S and S_next in the same memory")
+            raise InterpreterError("xformer did not place every state S and S_next in the same memory")
         self.last_status = "ok"
 
 

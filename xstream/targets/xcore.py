@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
-from ..errors import UsageError, XstreamError
+from ..errors import InterpreterError
 from ..forms import external
 from ..ir import Model
 
@@ -42,10 +42,8 @@ _ARENA = re.compile(r"Tensor arena size\s*:\s*(\d+)")
 _PERSISTENT = re.compile(r"Size of persistent buffers\s*=\s*(\d+)")  # printed with --xcore-tflmc-print
 
 
-class XformerFailed(XstreamError):
-    """xformer refused or crashed on a model; the message carries its own error line."""
-
-    exit_code = 1
+class XformerFailed(InterpreterError):
+    """xformer refused or crashed on a model; the message carries its own error line (exit 3: could not run)."""
 
 
 def xformer_binary() -> str:
@@ -54,7 +52,7 @@ def xformer_binary() -> str:
     env = os.environ.get("XSTREAM_XCORE_OPT")
     if env:
         if not os.access(env, os.X_OK):
-            raise UsageError(f"XSTREAM_XCORE_OPT={env} is not an executable")
+            raise InterpreterError(f"XSTREAM_XCORE_OPT={env} is not an executable")
         return env
     beside = Path(sys.executable).parent / "xcore-opt"
     if beside.is_file() and os.access(beside, os.X_OK):
@@ -62,7 +60,7 @@ def xformer_binary() -> str:
     found = shutil.which("xcore-opt")
     if found:
         return found
-    raise UsageError("XMOS xformer (xcore-opt) not found: pip install xmos-ai-tools (it is in xstream's test "
+    raise InterpreterError("XMOS xformer (xcore-opt) not found: pip install xmos-ai-tools (it is in xstream's test "
                      "extra) or set XSTREAM_XCORE_OPT")
 
 
@@ -211,17 +209,21 @@ def xformer_ready_original(model: Model) -> Model:
     return static_reshapes.apply(model).model
 
 
-def arena_report(original: Model, *, hop: int | None = None, time_axis: int = 1,
+def arena_report(original: Model, *, hop: int | None = None, time_axis: int | None = None,
                  same_allocation: bool = True) -> ArenaReport:
     """xformer's tensor arena for `original` and for `xstream convert --target xcore` of it, and the state.
 
     The original is compiled as given; if xformer fails on it (it aborts on the EXPAND_DIMS of unknown-batch
     Conv1D models), the xformer-ready original (`xformer_ready_original`) is compiled instead and the note says
     so. A model xstream refuses to stream raises StreamingRefused, as `convert` does."""
+    from .. import forms
     from ..pipeline import convert_with_plan
     from ..report.measure import measure
     from ..tflite.writer import serialize
 
+    form = forms.detect(original)
+    if form != forms.STATELESS:  # already a stream: describe it as it is
+        return _streaming_arena_report(original, form, same_allocation)
     notes = []
     original_arena = original_op = None
     original_note = "as given"
@@ -250,3 +252,21 @@ def arena_report(original: Model, *, hop: int | None = None, time_axis: int = 1,
                      "state is in place after each invoke, no copy, nothing outside the arena")
     return ArenaReport(original_arena, streaming_arena, original_op, streaming_op, state, conv.state, original_note,
                        err, same_allocation, notes)
+
+
+def _streaming_arena_report(model: Model, form: str, same_allocation: bool) -> ArenaReport:
+    """xformer's arena for a model that is already streaming (no original to compare with)."""
+    from ..report.measure import measure
+
+    arena = op_data = None
+    err = ""
+    try:
+        c = compile_for_xcore(model, same_allocation=same_allocation)
+        arena, op_data = c.arena_bytes, c.persistent_bytes
+    except XformerFailed as e:
+        err = str(e) + ("" if form == "external" else f" (xformer runs the external form; this model keeps its state "
+                                                      f"in the {form} form: convert the original with --target xcore)")
+    return ArenaReport(None, arena, None, op_data, measure(model).state_bytes, form,
+                       f"the model is already streaming ({form} state); inspect the original non-streaming model "
+                       "with --xcore to compare", err, same_allocation,
+                       ["state S and S_next share memory"] if same_allocation and state_pairs(model) else [])

@@ -314,6 +314,7 @@ class _Reader:
         self.f = _File(data, name)
         self.name = name
         self.sg_tensors: list[list[Tensor]] = []
+        self.external_buffers = 0  # buffers stored after the flatbuffer (Buffer.offset)
 
     def fail(self, where: str, what: str):
         raise ModelReadError(f"{self.name}: {where}: {what}")
@@ -327,7 +328,8 @@ class _Reader:
         fb = self.f.root()
         self.buffers = self._buffers(fb)
         self.opcodes = [self._opcode(c) for c in fb.tables("OperatorCodes", "OperatorCode", "operator code")]
-        model = Model(version=fb.scalar("Version"), description=fb.string("Description") or "")
+        model = Model(version=fb.scalar("Version"), description=fb.string("Description") or "",
+                      external_buffers=self.external_buffers)
         fsgs = fb.tables("Subgraphs", "SubGraph", "subgraph")
         if not fsgs:
             self.fail("model", "the model has no subgraph")
@@ -351,6 +353,7 @@ class _Reader:
         for b in fb.tables("Buffers", "Buffer", "buffer"):
             offset, size = b.scalar("Offset"), b.scalar("Size")
             if offset > 1:
+                self.external_buffers += 1
                 if offset + size > self.f.n:
                     self.f.fail(b.where, f"data at offset {offset} ({size} bytes) lies outside the file "
                                          f"({self.f.n} bytes)")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 
 import flatbuffers
 import numpy as np
@@ -28,8 +29,11 @@ DATA_ALIGNMENT = 16
 
 
 def save(model: Model, path: str | os.PathLike) -> None:
-    """Write atomically: a temp file in the target folder, fsync, then rename over `path`."""
-    path = os.fspath(path)
+    """Write atomically: a temp file in the target folder, fsync, then rename over `path`.
+
+    Modes as `cp` gives them: a new file gets 0666 less the umask; an existing file keeps its mode (and an input
+    overwritten with --force stays what it was); a symlink stays a link and the file it points to is replaced."""
+    path = os.path.realpath(os.fspath(path)) if os.path.islink(os.fspath(path)) else os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.exists(path) and not os.path.isfile(path):
         raise UsageError(f"{path}: exists and is not a regular file; choose a file path for the output")
@@ -37,11 +41,17 @@ def save(model: Model, path: str | os.PathLike) -> None:
         raise UsageError(f"{path}: folder {folder} does not exist")
     data = serialize(model)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".xstream-", suffix=".tmp", dir=folder)
+        keep_mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        keep_mode = None
+    try:
+        fd, tmp = _create_temp(folder)
     except OSError as e:
         raise UsageError(f"{path}: cannot write in {folder}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
+            if keep_mode is not None:
+                os.fchmod(f.fileno(), keep_mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -52,6 +62,18 @@ def save(model: Model, path: str | os.PathLike) -> None:
     except BaseException:  # Ctrl-C included: never leave a partial file
         _remove(tmp)
         raise
+
+
+def _create_temp(folder: str) -> tuple[int, str]:
+    """A new file `.xstream-*.tmp` in `folder`, created with mode 0666 so that the umask decides (mkstemp would
+    make it 0600)."""
+    for _ in range(100):
+        tmp = os.path.join(folder, f".xstream-{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {folder}")
 
 
 def _remove(path: str) -> None:

@@ -1,0 +1,59 @@
+"""What a streaming model is (contract, window, hop, offset, warm-up, state): one dict, written into the model's
+metadata as "xstream_stream" and shared by `convert --json`, `inspect` and the Python API."""
+
+from __future__ import annotations
+
+import json
+
+from ..analysis import StreamPlan
+from ..ir import Buffer, Metadata, Model
+from ..version import __version__
+from .measure import measure
+
+METADATA_NAME = "xstream_stream"
+CONTRACT_DOC = "docs/CONTRACT.md"
+
+
+def stream_info(model: Model, plan: StreamPlan, state_form: str, target: str | None) -> dict:
+    """The description of `model`, the stream computed from `plan` (its objects are the stream's) in
+    `state_form`. `state_buffers`: each tensor whose past frames the contract keeps (frames, bytes);
+    `state_bytes`: what the form really holds (a CIRCULAR_BUFFER, for one, keeps its newest frame too)."""
+    return {
+        "tool": "xstream",
+        "version": __version__,
+        "contract_doc": CONTRACT_DOC,
+        "contract": plan.contract,
+        "window": plan.window,
+        "hop": plan.hop,
+        "offset": plan.offset,
+        "warmup": plan.warmup,
+        "compare_step": plan.compare_step,
+        "input_delay": plan.input_delay,
+        "time_axis": plan.time_axis,
+        "frames_per_invoke": model.main.inputs[0].shape[plan.time_axis] // plan.frame,
+        "state_form": state_form,
+        "state_buffers": [{"name": s.tensor.name, "frames": s.state_frames, "bytes": s.state_bytes}
+                          for s in plan.states if s.state_frames > 0],
+        "state_bytes": measure(model).state_bytes,
+        "target": target,
+    }
+
+
+def attach(model: Model, info: dict) -> None:
+    """Write `info` into `model`'s metadata (replacing an earlier entry of the same name)."""
+    model.metadata = [m for m in model.metadata if m.name != METADATA_NAME]
+    data = json.dumps(info, separators=(",", ":"), sort_keys=False).encode()
+    model.metadata.append(Metadata(METADATA_NAME, Buffer(data)))
+
+
+def read(model: Model) -> dict | None:
+    """The description a streaming model carries (written by `attach`), or None: not written by xstream, or
+    unreadable (a note in the dict says so)."""
+    entry = next((m for m in model.metadata if m.name == METADATA_NAME), None)
+    if entry is None:
+        return None
+    try:
+        info = json.loads(entry.buffer.data.decode())
+    except (UnicodeDecodeError, ValueError):
+        return {"unreadable": f"metadata {METADATA_NAME!r} is not JSON"}
+    return info if isinstance(info, dict) else {"unreadable": f"metadata {METADATA_NAME!r} is not a JSON object"}
