@@ -251,7 +251,7 @@ _KERAS2 = {p.name: {"expect": "stream", "time_axis": 1} for p in sorted((REPO / 
 # Both-sides padding (TF SAME from padding=k//2, symmetric PAD + VALID conv, with stride 2) is issue 12's, the
 # lead's: refused today ("branches are misaligned"), expected to stream by edge recompute; delete the name here
 # to make its expectation strict.
-LEAD_SAME = {"tc_resnet"}
+LEAD_SAME: set[str] = set()  # (both-sides padding with strides: streamed by edge recompute since issue 12)
 ZOO = [("torch", n) for n in sorted(_EXPECT) if (REPO / "models/torch" / n).exists()] + \
       [("keras2", n) for n in _KERAS2]
 _LEAD = pytest.mark.xfail(reason="issue 12 (the lead): both-sides padding with strides", strict=False)

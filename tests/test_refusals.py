@@ -281,7 +281,10 @@ def test_merge_of_different_frame_rates_refused():
     _refused(model, "merges branches with different frame rates (strides [1, 2])", (3, "ADD"))
 
 
-def test_misaligned_branches_refused():
+def test_misaligned_branches_get_a_phase_delay_and_stream():
+    """Strided branches whose frames end on input frames of different parity: the earlier branch reads its
+    input one frame further back, so both produce frame j at the same step (TC-ResNet's shortcut beside a
+    centred stride-2 conv)."""
     g = GraphBuilder()
     x = g.input((1, 9, 2))
     r = g.reshape(x, (1, 1, 9, 2))
@@ -290,7 +293,22 @@ def test_misaligned_branches_refused():
     s = g.op("ADD", [a, b], (1, 1, 4, 2), {"fused_activation_function": 0}, "AddOptions")
     model = g.model(g.reduce("MEAN", s, [1, 2]))
     _runs(model)
-    _refused(model, "branches are misaligned by 1 input frames, not a multiple of their stride 2", (3, "ADD"))
+    c = convert_with_plan(model, "external")
+    assert any(r.lag for st in c.plan.states for r in st.readers if r.op.type == "CONV_2D")
+    assert verify(model, c.model).equal
+
+
+def test_misaligned_branches_with_a_delayed_tensor_read_twice_stream_exactly():
+    g = GraphBuilder()
+    x = g.input((1, 9, 2))
+    r = g.reshape(x, (1, 1, 9, 2))
+    a = g.conv(r, 2, stride=2)
+    b = g.conv(r, 3, stride=2)
+    s = g.op("ADD", [a, b], (1, 1, 4, 2), {"fused_activation_function": 0}, "AddOptions")
+    model = g.model([g.reduce("MEAN", s, [1, 2]), g.reduce("MEAN", a, [1, 2])])  # `a` is read twice
+    _runs(model)
+    c = convert_with_plan(model, "external")  # both heads see `a` one frame later: one offset for both
+    assert verify(model, c.model).equal
 
 
 def test_aligned_branches_get_a_delay_and_stream():

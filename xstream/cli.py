@@ -12,7 +12,8 @@ import numpy as np
 
 from . import forms, kernel_sources
 from .errors import EXIT_CODES, InternalError, UsageError, XstreamError
-from .pipeline import TARGETS, convert_with_plan
+from .analysis.plan import SAME_PADDING_MODES
+from .pipeline import TARGETS, context_reference, convert_with_plan
 from .report import text
 from .report.conversion import conversion_report
 from .report.inspect import stream_summary, summarize
@@ -20,7 +21,8 @@ from .runtimes import KERNELS, RUNTIMES
 from .targets import esphome
 from .tflite.reader import load
 from .tflite.writer import save
-from .verify import verify as verify_models
+from .runtimes.isolation import in_child
+from .verify import edge_effect, verify as verify_models
 from .version import __version__
 
 
@@ -270,22 +272,42 @@ def _manifest_fields(options: dict, target: str | None):
 @click.option("--force", is_flag=True, help="Allow OUT to be the same file as IN. OUT is written atomically; a new "
                                             "OUT gets mode 0666 less the umask (as cp), an existing OUT keeps its "
                                             "mode, and a symlink OUT stays a link: its target is replaced.")
+@click.option("--same-padding", type=click.Choice(SAME_PADDING_MODES), default="exact", show_default=True,
+              help="Models that pad time on both sides (SAME convs, PAD/MIRROR_PAD around the window): exact "
+                   "streams the original window-exact by recomputing the frames that read padding every step; "
+                   "context runs every op over real neighbouring frames instead (cheapest, not the original: it "
+                   "equals the context reference, and convert estimates how far it is from the original).")
+@click.option("--reference", "reference_path", type=click.Path(), default=None,
+              help="With --same-padding context: also write the context reference (the model the stream equals) "
+                   "to this path, for your own evaluation.")
 @_json_option("the conversion summary")
 @_common
 @_esphome_options
 def convert(input_path: str, output_path: str, state: str | None, target: str | None, hop: int | None,
-            time_axis: int | None, force: bool, as_json: bool, **manifest) -> None:
+            time_axis: int | None, force: bool, same_padding: str, reference_path: str | None, as_json: bool,
+            **manifest) -> None:
     """Rewrite IN into a streaming model OUT that takes one hop of frames per invoke."""
     if _same_file(input_path, output_path) and not force:
         raise UsageError(f"{output_path}: OUT is the input file; choose another path or pass --force")
     fields = _manifest_fields(manifest, target)
+    if reference_path is not None and same_padding != "context":
+        raise UsageError("--reference goes with --same-padding context (an exact stream's reference is the original)")
     model = load(input_path)
-    result = convert_with_plan(model, state=state, hop=hop, time_axis=time_axis, target=target)
+    result = convert_with_plan(model, state=state, hop=hop, time_axis=time_axis, target=target,
+                               same_padding=same_padding)
+    effect = reference = None
+    if result.plan.context is not None:
+        reference, plan = context_reference(model, time_axis)
+        effect = in_child(lambda: edge_effect(model, reference, plan), "litert", quiet=not _debug())
     if fields is None:
         save(result.model, output_path)
     else:  # OUT and its manifest OUT.json, both or neither
         written = esphome.save(result.model, output_path, fields, avoid=(input_path,))
-    report = conversion_report(input_path, output_path, model, result)
+    if reference_path is not None and reference is not None:
+        save(reference, reference_path)
+    # A builtin form on TFLite Micro: measure its arena against the original's (it pays per op and per tensor).
+    meter = _ArenaMeter() if result.state != forms.DEFAULT and target in (None, "tflm") else None
+    report = conversion_report(input_path, output_path, model, result, effect, arena_meter=meter)
     if fields is not None:
         report["esphome"] = written.to_dict()
     note = text.no_gain_note(report)
@@ -316,17 +338,21 @@ def convert(input_path: str, output_path: str, state: str | None, target: str | 
 @click.option("--time-axis", type=int, default=None,
               help="Axis of the model input that is time (default: found by itself, the axis that reaches a "
                    "convolution or pool, e.g. 2 for PyTorch's [batch, channels, time]).")
+@click.option("--against", type=click.Choice(["reference", "original"]), default=None,
+              help="A --same-padding context stream is proven against its context reference (default), with its "
+                   "edge effect on the original measured; 'original' compares it with the original itself.")
 @_json_option("the result")
 @_common
 def verify(original: str, streaming: str, runtime: str, kernels: str, steps: int | None, sequences: int, seed: int,
-           input_npy: str | None, time_axis: int | None, as_json: bool) -> None:
+           input_npy: str | None, time_axis: int | None, against: str | None, as_json: bool) -> None:
     """Check STREAMING against ORIGINAL frame by frame; exit 0 if equal, 1 if not (integer outputs bit-exact, float
     within the tolerance it prints: docs/CONTRACT.md)."""
     frames = None if input_npy is None else _load_frames(input_npy)
     if steps is not None and steps < 1 or sequences < 1:
         raise UsageError("--steps and --sequences must be at least 1")
     r = verify_models(load(original), load(streaming), time_axis=time_axis, steps=steps, sequences=sequences,
-                      seed=seed, frames=frames, runtime=runtime, kernels=kernels, quiet=not _debug())
+                      seed=seed, frames=frames, runtime=runtime, kernels=kernels, quiet=not _debug(),
+                      against=against)
     if as_json:
         _emit_json(r.to_dict())
     else:

@@ -2,8 +2,9 @@
 
     normalize   index_operators -> resolve_shapes -> fold_unrolled_frames -> fold_dilated_convs
     analyze     follow time, plan state (changes nothing)
-    state       insert_ring_buffers (or the form's own insertion) -> the form's lowering, if any
+    state       insert_ring_buffers (or the form's own insertion) -> share_split_buffers + the form's lowering, if any
     target      static_reshapes (xcore)
+    tidy        drop_identity_ops -> share_constants (each op and tensor costs TFLite Micro arena)
     names       unique_names; every pass's `ensures` and the post-conditions below are checked
 
 The user's model is copied once (`normalize`); every pass edits that working copy, and the plan refers to its
@@ -20,12 +21,16 @@ from .errors import UsageError
 from .ir import Model
 from .passes import Pass
 from .passes.conditions import check
+from .passes.context_reference import context_reference as context_reference_pass
+from .passes.drop_identity_ops import drop_identity_ops
 from .passes.esphome_io import esphome_io
 from .passes.fold_dilated_convs import fold_dilated_convs
 from .passes.fold_unrolled_frames import fold_unrolled_frames
 from .passes.index_operators import index_operators
 from .passes.insert_ring_buffers import insert_ring_buffers
 from .passes.resolve_shapes import resolve_shapes
+from .passes.share_constants import share_constants
+from .passes.share_split_buffers import share_split_buffers
 from .passes.static_reshapes import static_reshapes
 from .passes.unique_names import unique_names
 from .report import stream_info
@@ -83,11 +88,11 @@ def resolve_target(target: str | None, state: str | None) -> tuple[str, Target |
 def state_passes(form: forms.StateForm, preset: Target | None) -> list[Pass]:
     """The passes after the analysis, in order (the plan-applying one first)."""
     passes = [form.insert or insert_ring_buffers]
-    if form.lower is not None:
-        passes.append(form.lower)
+    if form.lower is not None:  # a builtin state costs more than the frames a shared buffer adds
+        passes += [share_split_buffers, form.lower]
     if preset is not None:
         passes += preset.passes
-    return passes + [unique_names]
+    return passes + [drop_identity_ops, share_constants, unique_names]
 
 
 @dataclass
@@ -106,10 +111,12 @@ def normalize(model: Model) -> Model:
     return work
 
 
-def prepare(model: Model, hop: int | None = None, time_axis: int | None = None) -> tuple[Model, StreamPlan]:
-    """The normalized working copy and its plan; nothing is rewritten yet."""
+def prepare(model: Model, hop: int | None = None, time_axis: int | None = None,
+            same_padding: str = "exact") -> tuple[Model, StreamPlan]:
+    """The normalized working copy and its plan; nothing is rewritten yet. `same_padding`: how a model that pads
+    time on both sides streams: "exact" (edge recompute) or "context" (docs/CONTRACT.md)."""
     work = normalize(model)
-    return work, analyze(work, time_axis=time_axis, hop=hop)
+    return work, analyze(work, time_axis=time_axis, hop=hop, same_padding=same_padding)
 
 
 def rewrite(work: Model, plan: StreamPlan, state: str | None = None, target: str | None = None) -> Conversion:
@@ -117,9 +124,8 @@ def rewrite(work: Model, plan: StreamPlan, state: str | None = None, target: str
     state, preset = resolve_target(target, state)
     form = forms.get(state)
     passes = state_passes(form, preset)
-    passes[0].apply(work, plan)
-    for p in passes[1:]:
-        p.apply(work)
+    for p in passes:
+        p.apply(work, plan) if p.in_place else p.apply(work)  # in place: it applies (and updates) the plan
     check(work, POSTCONDITIONS, "after the pipeline")
 
     # The stream describes itself: contract, window, hop, offset, warm-up, state (metadata "xstream_stream").
@@ -128,15 +134,24 @@ def rewrite(work: Model, plan: StreamPlan, state: str | None = None, target: str
 
 
 def convert_with_plan(model: Model, state: str | None = None, hop: int | None = None, time_axis: int | None = None,
-                      target: str | None = None) -> Conversion:
+                      target: str | None = None, same_padding: str = "exact") -> Conversion:
     resolve_target(target, state)  # refuse option mistakes before any work
     if state is not None:
         forms.get(state)
-    work, plan = prepare(model, hop, time_axis)
+    work, plan = prepare(model, hop, time_axis, same_padding)
     return rewrite(work, plan, state, target)
 
 
 def convert(model: Model, state: str | None = None, hop: int | None = None, time_axis: int | None = None,
-            target: str | None = None) -> Model:
+            target: str | None = None, same_padding: str = "exact") -> Model:
     """The streaming form of `model`; docs/CONTRACT.md says what it promises. `model` is left untouched."""
-    return convert_with_plan(model, state, hop, time_axis, target).model
+    return convert_with_plan(model, state, hop, time_axis, target, same_padding).model
+
+
+def context_reference(model: Model, time_axis: int | None = None) -> tuple[Model, StreamPlan]:
+    """The context reference of a model that pads time (what a `--same-padding context` stream equals) and the
+    plan of the context stream (plan.context: its window, Cb, Ca). A model without padding on time is its own."""
+    work, plan = prepare(model, None, time_axis, "context")
+    if plan.context is not None:
+        context_reference_pass.apply(work, plan)
+    return work, plan

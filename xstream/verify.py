@@ -16,7 +16,9 @@ from . import forms
 from .analysis import CAUSAL, StreamPlan, analyze, find_time_axis, frame_of
 from .errors import StreamingRefused, UsageError, XstreamError
 from .ir import Model
-from .pipeline import normalize
+from .ir import NUMPY_DTYPES
+from .pipeline import context_reference, normalize
+from .report import stream_info
 from .runtimes import KERNELS, REFERENCE_RUNTIME, RUNTIMES, open_runner, random_frames
 from .runtimes.isolation import in_child
 from .tflite.writer import serialize
@@ -47,6 +49,9 @@ class VerifyResult:
     # float outputs: {"rel", "abs", "noise_floor_rel", "noise_factor", "floor_rel", "rule"}; None when bit-exact is
     # the rule (integer outputs)
     tolerance: dict | None = None
+    against: str = "original"  # what the stream was proven equal to: "original", or "context reference"
+    # context streams: how far the stream (= the context reference) is from the original (edge_effect())
+    edge_effect: dict | None = None
 
     def to_dict(self) -> dict:
         """As plain JSON data: non-finite floats (a NaN or an infinite error) become the strings "nan"/"inf"."""
@@ -75,17 +80,97 @@ def _compare(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 def verify(original: Model, streaming: Model, *, time_axis: int | None = None, steps: int | None = None,
            sequences: int = 3, seed: int = 0, frames: np.ndarray | None = None, runtime: str = "litert",
-           kernels: str = "builtin", isolate: bool = True, quiet: bool = True) -> VerifyResult:
+           kernels: str = "builtin", isolate: bool = True, quiet: bool = True,
+           against: str | None = None) -> VerifyResult:
     """Run both models on the same frames and compare every step the contract covers.
 
+    A `context` stream (its metadata says so) is proven against the context reference built from `original`,
+    and its edge effect against the original is measured; `against="original"` compares it with the original
+    itself instead (it then differs where the original's padding touched the window's edges).
     With `isolate` (the default) the interpreters run in a forked child: a runtime that crashes natively on a
     model raises InterpreterError instead of ending the caller. `quiet` silences the runtimes' own logs there."""
+    if against not in (None, "original", "reference"):
+        raise UsageError(f"--against {against!r}: use original or reference")
     args = dict(time_axis=time_axis, steps=steps, sequences=sequences, seed=seed, frames=frames, runtime=runtime,
                 kernels=kernels)
     check_order(original, streaming)
-    if not isolate:
+    run = lambda: _verify_any(original, streaming, against, **args)  # noqa: E731
+    return run() if not isolate else in_child(run, runtime, quiet=quiet)
+
+
+def _verify_any(original: Model, streaming: Model, against: str | None, **args) -> VerifyResult:
+    info = stream_info.read(streaming) or {}
+    context = info.get("same_padding") == "context"
+    if not context:
+        if against == "reference":
+            raise UsageError("--against reference: the streaming model is not a context stream (convert "
+                             "--same-padding context); it is proven against the original")
         return _verify(original, streaming, **args)
-    return in_child(lambda: _verify(original, streaming, **args), runtime, quiet=quiet)
+    if against == "original":
+        r = _verify(original, streaming, same_padding="context", **args)
+        r.notes.append("a context stream compared with the original itself: it differs where the original's padding "
+                       "touched the window's edges; without --against it is proven against its context reference")
+        return r
+    reference, plan = context_reference(original, args["time_axis"])
+    r = _verify(reference, streaming, **{**args, "time_axis": plan.time_axis})
+    r.against = "context reference"
+    r.contract, r.offset, r.warmup = plan.contract, plan.offset, plan.warmup
+    r.edge_effect = edge_effect(original, reference, plan, frames=args["frames"], seed=args["seed"],
+                                runtime=REFERENCE_RUNTIME.get(args["runtime"], args["runtime"]), kernels=args["kernels"])
+    c = plan.context
+    r.notes.append(f"proven against the context reference: the original with its padding on time removed and its "
+                   f"window widened to {c.window} frames ({c.before} before, {c.after} after); each step stands for "
+                   f"the original window ending D={plan.offset:+d} frames from the newest frame fed")
+    return r
+
+
+def edge_effect(original: Model, reference: Model, plan: StreamPlan, *, frames: np.ndarray | None = None,
+                windows: int = 24, seed: int = 0, runtime: str = "litert", kernels: str = "builtin") -> dict:
+    """How far a context stream (equal to `reference`) is from `original`: both run on the same frames, the
+    original on its window inside the reference's. Mean and max absolute difference of each output, relative
+    to how much the original's output moves from one window to the next (one hop later); top-1 agreement for
+    outputs with more than one value (class scores). On `frames` (a .npy of the user's) when given, else on
+    random frames."""
+    c, axis, hop = plan.context, plan.time_axis, plan.hop
+    x = reference.main.inputs[0]
+    dtype = np.dtype(NUMPY_DTYPES[x.dtype])
+    orig = open_runner(serialize(original), runtime, kernels, "original")
+    ref = open_runner(serialize(reference), runtime, kernels, "context reference")
+    rng = np.random.default_rng(seed)
+    if frames is not None:
+        xs = np.asarray(frames)
+        if xs.ndim == len(x.shape) - 1:
+            xs = xs[None]
+        xs = xs.astype(dtype)
+        starts = list(range(0, xs.shape[axis] - c.window - hop + 1, hop))[:max(windows, 1) * 4]
+        source = "the frames given"
+    else:
+        shape = list(x.shape)
+        shape[axis] = c.window + hop * windows
+        xs = random_frames(shape, dtype, rng)
+        starts = list(range(0, hop * windows, hop))
+        source = "random frames"
+    diffs, moves, top1, prev = [], [], [], None
+    for s0 in starts:
+        w_ref = np.take(xs, range(s0, s0 + c.window), axis=axis)
+        w_orig = np.take(xs, range(s0 + c.before, s0 + c.before + plan.window), axis=axis)
+        a, b = ref([w_ref]), orig([w_orig])
+        for j, (u, v) in enumerate(zip(a, b)):
+            u64, v64 = u.astype(np.float64), v.astype(np.float64)
+            diffs.append(np.abs(u64 - v64).reshape(-1))
+            if u.size > 1:
+                top1.append(int(np.argmax(u.reshape(-1))) == int(np.argmax(v.reshape(-1))))
+            if prev is not None:
+                moves.append(np.abs(v64 - prev[j]).reshape(-1))
+        prev = [o.astype(np.float64) for o in b]
+    if not diffs:
+        return {"windows": 0, "source": source, "note": "too few frames for one context window"}
+    d = np.concatenate(diffs)
+    move = float(np.mean(np.concatenate(moves))) if moves else 0.0
+    return {"windows": len(starts), "source": source, "mean_abs": float(d.mean()), "max_abs": float(d.max()),
+            "window_to_window_mean_abs": move,
+            "mean_relative_to_movement": float(d.mean() / move) if move > 0 else None,
+            "top1_agreement": float(np.mean(top1)) if top1 else None}
 
 
 def check_order(original: Model, streaming: Model) -> None:
@@ -119,7 +204,8 @@ def _noise_runner(reference: Model, kernels: str):
 
 
 def _verify(original: Model, streaming: Model, *, time_axis: int | None, steps: int | None, sequences: int,
-            seed: int, frames: np.ndarray | None, runtime: str, kernels: str) -> VerifyResult:
+            seed: int, frames: np.ndarray | None, runtime: str, kernels: str,
+            same_padding: str = "exact") -> VerifyResult:
     form = forms.detect(streaming)
     s_in = streaming.main.inputs[0]
     o_in = original.main.inputs[0]
@@ -137,7 +223,8 @@ def _verify(original: Model, streaming: Model, *, time_axis: int | None, steps: 
     try:
         frame = frame_of(source, time_axis)  # a flat input: `frame` values per frame on its time axis
         plan: StreamPlan = analyze(source, time_axis=time_axis,
-                                   hop=None if form == "circular-buffer" else per_invoke // frame)
+                                   hop=None if form == "circular-buffer" else per_invoke // frame,
+                                   same_padding=same_padding)
     except StreamingRefused as e:  # for verify, not a verdict: nothing can be compared
         raise UsageError(f"the original cannot be streamed, so there is nothing to verify: {e}") from None
     notes = []

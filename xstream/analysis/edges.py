@@ -57,9 +57,20 @@ def other_axis_padding(op: Operator, axis: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def aligned(skipped: int, stride: int) -> bool:
+    """A strided op on a sub-window that starts `skipped` frames into its input computes the original's frames
+    only when it starts on the stride's grid."""
+    return skipped % stride == 0
+
+
+def same_split(total: int) -> tuple[int, int]:
+    """TF splits SAME padding with the smaller half before frame 0."""
+    return total // 2, total - total // 2
+
+
 def same_before(length: int, rf: int, stride: int) -> int:
     """TF's SAME padding before frame 0 for an input of `length` frames."""
-    return max((math.ceil(length / stride) - 1) * stride + rf - length, 0) // 2
+    return same_split(max((math.ceil(length / stride) - 1) * stride + rf - length, 0))[0]
 
 
 def _crop_bounds(op: Operator, info: TimeInfo) -> tuple[int, int]:
@@ -117,7 +128,7 @@ class _SubWindow:
                 first = -(-(Lx - cx - rf + 1 + p) // s)
                 cut, off = max(0, n - max(first, 0)), 0
             else:
-                if ox % s or ox // s + n != L_out:
+                if not aligned(ox, s) or ox // s + n != L_out:
                     return False
                 cut, off = (min(n, -(-(cx + p) // s)) if cx + p > 0 else 0), ox // s
             return self._set(out, n, off, cut)
@@ -298,7 +309,7 @@ class _RightBranch:
                 p = same_before(Lx, rf, s) if same else 0
                 fits = []
                 for m in range(max(self._b(x), 1), Lx + 1):
-                    if (Lx - m) % s:
+                    if not aligned(Lx - m, s):
                         continue
                     n = math.ceil(m / s) if same else (m - rf) // s + 1
                     if n >= 1 and (Lx - m) // s + n == times[z].length and n - (-(-p // s)) >= bz:

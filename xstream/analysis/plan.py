@@ -114,6 +114,10 @@ class StreamPlan:
     edges: list["EdgeBranch"] = field(default_factory=list)  # sub-window recomputes of the edges (left, right)
     edge_reads: list["EdgeRead"] = field(default_factory=list)  # heads/outputs that read [left|interior|right]
     same_padding: str = "exact"
+    context: object | None = None  # context.ContextWindow: the reference window of a `context` stream
+    # (state, the states it replaced): a buffer before a channel split that stands for one per branch
+    # (passes/share_split_buffers.py); the contract's minimum still counts the branches' own.
+    shared_states: list[tuple["State", list["State"]]] = field(default_factory=list)
 
     def frames(self, t: Tensor) -> int:
         """Frames per step of a time tensor in the streaming model."""
@@ -130,7 +134,8 @@ class StreamPlan:
     def minimum_state_bytes(self) -> int:
         """docs/CONTRACT.md's rule: per tensor, the largest history any sliding op or head on it needs."""
         total = 0
-        for s in self.states:
+        replaced = {id(s): parts for s, parts in self.shared_states}
+        for s in (part for s in self.states for part in replaced.get(id(s), [s])):
             # Delays that align branches are no history; a head's window is, even where it is read some frames back.
             need = max((r.length(s.frames_in) - s.frames_in for r in s.readers
                         if r.lag == 0 or r.full_length is not None), default=0)

@@ -16,8 +16,9 @@ import numpy as np
 from .. import ops
 from ..errors import InternalError, StreamingRefused, UsageError, XstreamError
 from ..ir import PADDING_SAME, Model, Operator, Subgraph, Tensor
-from .edges import other_axis_padding, plan_edges
-from .plan import CAUSAL, WINDOW_EXACT, Reader, Slide, State, StreamPlan, TimeInfo
+from .edges import other_axis_padding, plan_edges, same_split
+from .context import plan_context
+from .plan import CAUSAL, CONTEXT, SAME_PADDING_MODES, WINDOW_EXACT, Reader, Slide, State, StreamPlan, TimeInfo
 from .time_axis import batch_matmul_axis, find_time_axis, frame_of, split_axis
 
 
@@ -297,6 +298,8 @@ class _Analyzer:
         newest = max(info.first_end for _, _, info in infos)
         for slot, t, info in infos:
             lag, rem = divmod(newest - info.first_end, stride)
+            if rem and self._delay_branch(t, newest - info.first_end):
+                lag, rem = 0, 0  # the branch now produces its frames as late as the latest one
             if rem:
                 raise self.refuse(op, f"branches are misaligned by {newest - info.first_end} input frames, not a "
                                       f"multiple of their stride {stride}; no delay can align them")
@@ -308,6 +311,35 @@ class _Analyzer:
         for o in op.outputs:
             self.set_time(o, TimeInfo(axis, lengths.pop() if lengths else infos[0][2].length, stride, newest,
                                       frame=frames.pop() if frames else 1))
+
+    def _delay_branch(self, t: Tensor, delay: int) -> bool:
+        """Make branch tensor `t` produce each frame `delay` input frames later: at the last tensor upstream whose
+        frame rate divides `delay` (before a strided op: e.g. a stride-2 shortcut beside a centred stride-2
+        conv), the op reading it reads its window that much further back. Only through tensors with a single
+        consumer, so nothing else sees the delay. False if no such tensor is on the branch."""
+        path = [t]
+        while True:
+            cur = path[-1]
+            if len(self.sg.consumers(cur)) > 1 and cur is not t or cur in self.sg.outputs:
+                return False
+            op = self.sg.producer(cur)
+            if op is None:
+                return False
+            ins = [(i, u) for i, u in enumerate(op.inputs) if u is not None and self.info(u) is not None]
+            if len(ins) != 1:
+                return False
+            slot, x = ins[0]
+            info = self.info(x)
+            if delay % info.stride == 0:
+                reader = next((r for r in self.readers.get(x, []) if r.op is op and r.slot == slot), None)
+                if reader is None:
+                    self.read(x, Reader(op, slot, 0, lag=delay // info.stride))
+                else:
+                    reader.lag += delay // info.stride
+                for u in path:  # their frames are produced `delay` input frames later now
+                    self.times[u].first_end += delay
+                return True
+            path.append(x)
 
     def op_concatenation(self, op, time_in) -> None:
         out = op.outputs[0]
@@ -600,7 +632,7 @@ class _Analyzer:
         if o.get("padding") == PADDING_SAME:
             # TF's SAME: the output has ceil(L / stride) frames; the padding is split with the smaller half first.
             total = max((math.ceil(L / stride) - 1) * stride + rf - L, 0)
-            before, after = total // 2, total - total // 2
+            before, after = same_split(total)
             if total and not self.edge_mode:
                 raise _NeedsEdges()  # (edge mode reads every padding, causal PADs too, as window edges)
             if total and ops.is_pool(op) and op.type != "MAX_POOL_2D" and any(other_axis_padding(op, 3 - info.axis)):
@@ -640,7 +672,8 @@ class _Analyzer:
 _Analyzer.HANDLERS = {name[3:]: fn for name, fn in vars(_Analyzer).items() if name.startswith("op_")}
 
 
-def analyze(model: Model, time_axis: int | None = None, hop: int | None = None) -> StreamPlan:
+def analyze(model: Model, time_axis: int | None = None, hop: int | None = None,
+            same_padding: str = "exact") -> StreamPlan:
     """Compute how `model` streams with `hop` input frames per step (default: the smallest exact hop); time is
     on input axis `time_axis`, found by itself when None (time_axis.py)."""
     if hop is not None and hop < 1:
@@ -667,11 +700,15 @@ def analyze(model: Model, time_axis: int | None = None, hop: int | None = None) 
         raise StreamingRefused("no model output depends on the frames through a head or a per-frame path; "
                                "nothing to stream")
     D = offsets.pop()
-    edge_plan = _plan_edges(a, T, D, hop) if a.edge_mode else None
+    if same_padding not in SAME_PADDING_MODES:
+        raise UsageError(f"--same-padding {same_padding!r}: use one of {', '.join(SAME_PADDING_MODES)}")
+    edge_plan = _plan_edges(a, T, D, hop, same_padding) if a.edge_mode else None
     if edge_plan is not None:
         D = edge_plan[0]
 
     contract = CAUSAL if a.causal_pads else WINDOW_EXACT
+    if edge_plan is not None and edge_plan[3] is not None:
+        contract = CONTEXT  # equal to the context reference, not to the original
     compare_step = None
     input_delay = 0
     if contract == CAUSAL:
@@ -705,6 +742,9 @@ def analyze(model: Model, time_axis: int | None = None, hop: int | None = None) 
                 for slot, t in enumerate(op.inputs):
                     if t is x and (op, slot) not in read_already:
                         a.read(x, Reader(op, slot, 0, lag=input_delay))
+    elif edge_plan is not None and edge_plan[3] is not None:  # context: the reference window
+        ctx = edge_plan[3]
+        warmup = max(0, -(-(ctx.window - ctx.offset) // hop) - 1)
     else:
         warmup = max(0, -(-(T - D) // hop) - 1)
 
@@ -730,7 +770,8 @@ def analyze(model: Model, time_axis: int | None = None, hop: int | None = None) 
                       a.heads, a.causal_pads, a.crops, a.time_reshapes, input_delay=input_delay,
                       edge_pads=a.edge_pads, frame=a.frame)
     if edge_plan is not None:
-        plan.edges, plan.edge_reads = edge_plan[1], edge_plan[2]
+        plan.edges, plan.edge_reads, plan.context = edge_plan[1], edge_plan[2], edge_plan[3]
+        plan.same_padding = same_padding
     return plan
 
 
@@ -784,9 +825,19 @@ def _walk(model: Model, time_axis: int) -> _Analyzer:
     return a
 
 
-def _plan_edges(a: _Analyzer, T: int, D: int, hop: int):
-    """Edge mode: the offset, the branches and reads, with their Readers registered on `a`. Returns None when
-    no edge reaches a head or an output (every padding is cropped away: a plain VALID stream)."""
+def _plan_edges(a: _Analyzer, T: int, D: int, hop: int, mode: str = "exact"):
+    """Edge mode: (offset, branches, reads, context window), with the Readers registered on `a`. None when no
+    edge reaches a head or an output (every padding is cropped away: a plain VALID stream)."""
+    if mode == CONTEXT:
+        read = [t for op in a.heads for t in op.inputs if t is not None and t in a.times] + a.time_outputs
+        if not any(a.times[t].edge_left or a.times[t].edge_right for t in read):
+            return None
+        ctx = plan_context(a.model, a.times, read)
+        for t, readers in a.readers.items():  # each head reads its whole length, all real frames
+            for r in readers:
+                if r.full_length is not None:
+                    r.full_length = a.times[t].length
+        return ctx.offset - ctx.after, [], [], ctx
     reads = [(op, slot, t, 0, a.times[t].length) for op, slot, t in a.edge_heads]
     outs = []
     for t in a.time_outputs:
@@ -819,4 +870,4 @@ def _plan_edges(a: _Analyzer, T: int, D: int, hop: int):
     branches, edge_reads, registered = plan_edges(a.sg, a.times, reads + edge_outputs, T, offset, shift_of)
     for t, r in registered:
         a.read(t, r)
-    return offset, branches, edge_reads
+    return offset, branches, edge_reads, None

@@ -12,7 +12,7 @@ import numpy as np
 from .. import make, ops
 from ..analysis import map_axis
 from ..errors import StreamingRefused
-from ..ir import PADDING_VALID, Model, Operator, Subgraph, Tensor
+from ..ir import PADDING_SAME, PADDING_VALID, Model, Operator, Subgraph, Tensor
 from . import Pass, rewrite_each
 
 
@@ -53,6 +53,25 @@ def _find_block(sg: Subgraph, s2b: Operator):
     return chain, convs[0], op
 
 
+def _is_same(conv: Operator, block: list[int], pads: list[int], crops: list[int]) -> bool:
+    """Is the block TF's lowering of a dilated SAME conv (stride 1)? Per blocked axis it pads SAME's split of
+    (kernel - 1) * dilation (the smaller half first), plus what makes the length a multiple of the block, which
+    the crop removes again; every other spatial axis of the kernel is 1 (SAME would pad it too)."""
+    o = conv.options
+    if o.get("stride_h", 1) != 1 or o.get("stride_w", 1) != 1:
+        return False
+    kernel = conv.inputs[1].shape  # [out, kh, kw, in] (depthwise: [1, kh, kw, c])
+    if len(block) == 1 and kernel[2] != 1 and kernel[1] != 1:
+        return False
+    for i, d in enumerate(block):
+        k = kernel[1 + i] if len(block) > 1 else max(kernel[1], kernel[2])
+        total = d * (k - 1)
+        before, after, crop_before, crop_after = pads[2 * i], pads[2 * i + 1], crops[2 * i], crops[2 * i + 1]
+        if crop_before or before != total // 2 or after - crop_after != total - total // 2:
+            return False
+    return True
+
+
 def _fold_one(sg: Subgraph, s2b: Operator) -> bool:
     found = _find_block(sg, s2b)
     if found is None:
@@ -68,11 +87,12 @@ def _fold_one(sg: Subgraph, s2b: Operator) -> bool:
     crops = _ints(b2s.inputs[2])
     x, y = s2b.inputs[0], b2s.outputs[0]
     nblock = len(block)
-    if any(pads[2 * i] or crops[2 * i] for i in range(nblock)):
-        raise StreamingRefused(f"{where}: dilated convolution block pads the start of a spatial axis "
-                               "(SAME padding); not supported")
     if conv.options.get("padding") != PADDING_VALID:
         raise StreamingRefused(f"{where}: the convolution inside the dilated block is not VALID")
+    same = any(pads[2 * i] or crops[2 * i] for i in range(nblock))
+    if same and not _is_same(conv, block, pads, crops):
+        raise StreamingRefused(f"{where}: dilated convolution block pads the start of a spatial axis in a way "
+                               "that is not SAME padding; not supported")
 
     # Follow each blocked spatial axis (1..nblock of x) through the chain to the conv's input.
     axes = list(range(1, nblock + 1))
@@ -91,8 +111,11 @@ def _fold_one(sg: Subgraph, s2b: Operator) -> bool:
             for a, d in zip(axes, block):
                 conv.options[f"dilation_{hw[a]}_factor"] = d
             shape = list(new_shapes[cur])
-            for a, d in zip(axes, block):
-                shape[a] = shape[a] - d * (kernel[a] - 1)
+            if same:  # TF wrote a dilated SAME conv: the block's padding is SAME's, its crop the block's rounding
+                conv.options["padding"] = PADDING_SAME
+            else:
+                for a, d in zip(axes, block):
+                    shape[a] = shape[a] - d * (kernel[a] - 1)
             shape[-1] = out.shape[-1]
         else:
             mapped = [map_axis(list(cur.shape), a, list(out.shape)) for a in axes]

@@ -29,7 +29,7 @@ def shrink_time(plan: StreamPlan, frames_of) -> None:
     edge_heads = {read.op for read in plan.edge_reads}
     for op in plan.time_reshapes + plan.heads:
         if op.type == "RESHAPE":
-            _fix_reshape(op)
+            fix_reshape(op)
         elif op.type == "GATHER" and op not in edge_heads:  # one frame picked: its reader's 1-frame window
             index = make.const(f"{op.outputs[0].name}/frame", [0], op.inputs[1].dtype)
             index.shape = tuple(op.inputs[1].shape)  # a scalar index drops the time axis; keep it a scalar
@@ -125,7 +125,7 @@ def _uncrop_time(op: Operator, axis: int, frames: int) -> None:
         op.inputs[2] = make.const(f"{op.outputs[0].name}/size", size, op.inputs[2].dtype)
 
 
-def _fix_reshape(op: Operator) -> None:
+def fix_reshape(op: Operator) -> None:
     """Give a reshape the static target shape it now has (a run-time SHAPE/PACK chain becomes dead)."""
     target = list(op.outputs[0].shape)
     if len(op.inputs) > 1 and op.inputs[1] is not None:

@@ -6,11 +6,13 @@ from .. import forms
 from ..ir import Model
 from ..pipeline import TARGETS, Conversion
 from . import stream_info
+from .form_choice import ArenaMeter, advice, form_arenas
 from .gain import gain
 from .measure import measure
 
 
-def conversion_report(input_path: str, output_path: str, original: Model, result: Conversion) -> dict:
+def conversion_report(input_path: str, output_path: str, original: Model, result: Conversion,
+                      edge_effect: dict | None = None, arena_meter: ArenaMeter | None = None) -> dict:
     """What `convert` prints and --json holds: the stream's own description (the "xstream_stream" metadata it
     carries: the same keys and values as `inspect`'s "stream"), what was streamed, and whether it gains anything."""
     plan = result.plan
@@ -30,8 +32,31 @@ def conversion_report(input_path: str, output_path: str, original: Model, result
         "target_note": _target_note(result),
         "minimum_state_bytes": plan.minimum_state_bytes,
         # Planned figures (convert runs no model): RAM = activations + state, MACs per step.
-        "no_gain": g if g["nothing"] else None,
+        "no_gain": _point_to_context(g, plan) if g["nothing"] else None,
+        "edge_effect": edge_effect,  # context streams: a quick estimate of the difference from the original
+        "tflm_arena": _tflm_arena(original, result, arena_meter) if arena_meter is not None else None,
     }
+
+
+def _tflm_arena(original: Model, result: Conversion, meter: ArenaMeter) -> dict | None:
+    """TFLite Micro's measured arena of the stream and the original; where the stream needs more, every form's
+    and the words that name the cheapest (report/form_choice.py)."""
+    a = meter(result.model, None)
+    if a.get("tflm_arena_bytes") is None:
+        return None
+    runtime = a["tflm_arena_runtime"]
+    b = meter(original, runtime).get("tflm_arena_bytes")
+    out = {"original": b, "stream": a["tflm_arena_bytes"], "runtime": runtime, "forms": None, "message": None}
+    if b is not None and out["stream"] >= b:
+        plan = result.plan
+        out["forms"] = form_arenas(original, meter, runtime, {result.state: out["stream"]}, plan.hop,
+                                   plan.time_axis if plan.frame == 1 else None, plan.same_padding)
+        out["message"] = (f"--state {result.state} needs {out['stream']:,} bytes of TFLite Micro arena vs {b:,} for "
+                          f"the original ({runtime}, measured)")
+        words = advice(result.state, out["forms"], b)
+        if words:
+            out["message"] += f"; {words}"
+    return out
 
 
 def _target_note(result: Conversion) -> str | None:
@@ -43,3 +68,14 @@ def _target_note(result: Conversion) -> str | None:
         return preset.why
     return (f"--state {result.state} instead of the target's default {preset.state}: "
             f"{forms.get(result.state).summary}")
+
+
+def _point_to_context(g: dict, plan) -> dict:
+    """Exact streaming of a model that pads time recomputes its edges every step; when that costs more than it
+    saves, the context stream is the cheaper choice (not the original)."""
+    if plan.edges or plan.edge_reads:
+        g = dict(g)
+        g["message"] += ("; the frames that read SAME padding are recomputed every step: --same-padding context "
+                         "streams it cheaper (not the original: it equals a context reference; verify measures "
+                         "the difference)")
+    return g

@@ -11,6 +11,7 @@ from .. import forms, ops
 from ..ir import Model, Subgraph, Tensor
 from ..pipeline import prepare, rewrite
 from . import stream_info
+from .form_choice import advice, form_arenas
 from .gain import gain
 from .measure import fill_step_costs, measure, minimum_step_cost, op_cost, ratio, stream_rows, weight_bytes
 
@@ -112,6 +113,13 @@ def stream_summary(model: Model, state: str = forms.DEFAULT, hop: int | None = N
         a.update(arena_meter(result.model, None))
         b.update(arena_meter(model, a["tflm_arena_runtime"]))
     g = gain(b, a)
+    arenas = None
+    if arena_meter is not None and "ram" in g["nothing"] and g["ram"]["figure"] == "tflm_arena_bytes":
+        arenas = form_arenas(model, arena_meter, a["tflm_arena_runtime"], {state: a["tflm_arena_bytes"]}, hop,
+                             time_axis)
+        words = advice(state, arenas, b["tflm_arena_bytes"])
+        if words:
+            g["message"] += f"; {words}"
     return {
         **stream_info.read(result.model),
         "form": state,
@@ -134,5 +142,6 @@ def stream_summary(model: Model, state: str = forms.DEFAULT, hop: int | None = N
                               "other_ops": ratio(b["other_ops"], a["other_ops"])},
         "planner": after.arena.planner,
         "gain": g,
+        "form_arenas": arenas,  # each form's measured TFLite Micro arena, when the chosen one gains no RAM
         "no_gain": g if g["nothing"] else None,  # as in convert --json
     }

@@ -36,7 +36,23 @@ def stream_info(model: Model, plan: StreamPlan, state_form: str, target: str | N
                           for s in plan.states if s.state_frames > 0],
         "state_bytes": measure(model).state_bytes,
         "target": target,
+        **_padding(plan),
     }
+
+
+def _padding(plan: StreamPlan) -> dict:
+    """How padding on both sides of time is streamed: edge recompute (its cost) or the context stream."""
+    if plan.context is not None:
+        c = plan.context
+        return {"same_padding": "context", "context": {"window": c.window, "before": c.before, "after": c.after,
+                                                       "offset": c.offset}}
+    if plan.edges or plan.edge_reads:
+        return {"same_padding": "exact", "edges": {
+            "macs": sum(b.macs for b in plan.edges),
+            "delay_line_frames": max((b.frames for b in plan.edges), default=0),
+            "branches": [{"side": b.side, "frames": b.frames, "ops": len(b.ops), "macs": b.macs}
+                         for b in plan.edges]}}
+    return {}
 
 
 def attach(model: Model, info: dict) -> None:

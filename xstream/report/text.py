@@ -101,6 +101,12 @@ def conversion(r: dict) -> str:
     if r["contract"] == "causal":
         lines.append(f"contract  causal: after a reset, step {r['compare_step']} (the one completing the first "
                      "window) equals the original; later steps keep real history where it saw padding")
+    elif r["contract"] == "context":
+        c = r["context"]
+        lines.append(f"contract  context: from step {r['warmup']} on, each output equals the context reference (the "
+                     f"original without its padding on time, on {c['window']} frames: {c['before']} before and "
+                     f"{c['after']} after the window) — not the original; it stands for the original window ending "
+                     f"{_offset_words(r['offset'])}")
     else:
         lines.append(f"contract  window-exact: from step {r['warmup']} on, each output equals the original on the "
                      f"window ending {_offset_words(r['offset'])}")
@@ -118,15 +124,42 @@ def conversion(r: dict) -> str:
     if r["frames_per_invoke"] != r["hop"]:
         lines.append(f"invokes   {r['frames_per_invoke']} frame(s) per invoke; the outputs of a step are those of "
                      f"its last invoke (every {r['hop'] // r['frames_per_invoke']}th)")
+    if r.get("edges"):
+        e = r["edges"]
+        sides = " and ".join(f"{b['side']} ({b['ops']} ops, {b['macs']:,} MACs" +
+                             (f", from a {b['frames']}-frame delay line of the input)" if b["frames"] else
+                              ", from the stream's state)") for b in e["branches"])
+        lines.append(f"edges     SAME padding on time: the frames that read it are recomputed every step: {sides}")
+    if r.get("edge_effect"):
+        lines.append("edge      " + edge_effect(r["edge_effect"]))
     if r["target"]:
         lines.append(f"target    {r['target']}: {r['target_note']}")
     return "\n".join(lines)
 
 
+def edge_effect(e: dict) -> str:
+    """How far a context stream is from the original (verify.edge_effect)."""
+    if not e.get("windows"):
+        return f"effect not measured: {e.get('note', 'no window')}"
+    rel = e.get("mean_relative_to_movement")
+    parts = [f"vs the original on {e['windows']} windows of {e['source']}: mean abs difference "
+             f"{e['mean_abs']:.3g} (max {e['max_abs']:.3g})"]
+    if rel is not None:
+        parts.append(f"{rel:.2f}x how much the original's output moves from one window to the next")
+    if e.get("top1_agreement") is not None:
+        parts.append(f"top-1 agreement {100 * e['top1_agreement']:.1f}%")
+    return ", ".join(parts)
+
+
 def no_gain_note(r: dict) -> str | None:
-    """The one line `convert` prints on stderr when streaming gains nothing (report.gain.gain's message)."""
+    """The line(s) `convert` prints on stderr when streaming gains nothing (report.gain.gain's message), and when
+    the form chosen needs more TFLite Micro arena than the original (measured, with the cheapest form)."""
     g = r.get("no_gain")
-    return f"xstream: note: {g['message']} (planned figures)" if g else None
+    lines = [f"xstream: note: {g['message']} (planned figures)"] if g else []
+    arena = r.get("tflm_arena") or {}
+    if arena.get("message"):
+        lines.append(f"xstream: note: {arena['message']}")
+    return "\n".join(lines) or None
 
 
 def stream_description(info: dict) -> str:

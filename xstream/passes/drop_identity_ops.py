@@ -1,0 +1,43 @@
+"""Drop ops that copy their input unchanged: a crop on time that the stream opened (every frame of a step passes),
+a reshape to the shape it already has. Each costs TFLite Micro an op, a tensor and its copy (docs/TFLM_COST.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import Model, Operator
+from . import Pass
+
+
+def _is_identity(op: Operator) -> bool:
+    if op.type not in ("STRIDED_SLICE", "SLICE", "RESHAPE") or not op.inputs or op.inputs[0] is None:
+        return False
+    x, y = op.inputs[0], op.outputs[0]
+    if tuple(x.shape) != tuple(y.shape) or x.dtype != y.dtype or y.is_variable:
+        return False
+    if (x.quantization is None) != (y.quantization is None) or \
+            (x.quantization is not None and not x.quantization.same_as(y.quantization)):
+        return False
+    if op.type == "STRIDED_SLICE":
+        strides = op.inputs[3].data if len(op.inputs) > 3 and op.inputs[3] is not None else None
+        if strides is None or np.any(np.asarray(strides) != 1):
+            return False  # same shape with a step of 1 on every axis: every element, in order
+        if any(op.options.get(k, 0) for k in ("ellipsis_mask", "new_axis_mask", "shrink_axis_mask", "offset")):
+            return False
+    return True
+
+
+def _run(model: Model) -> bool:
+    changed = False
+    for sg in model.subgraphs:
+        for op in list(sg.operators):
+            if _is_identity(op) and op.outputs[0] not in sg.outputs:
+                model.replace_uses(sg, op.outputs[0], op.inputs[0], skip=op)
+                sg.operators.remove(op)
+                changed = True
+        if changed:
+            sg.cleanup()
+    return changed
+
+
+drop_identity_ops = Pass("drop_identity_ops", _run, requires=("topological",), ensures=("topological",))
