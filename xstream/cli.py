@@ -158,18 +158,22 @@ def _debug() -> bool:
 @click.option("--xcore", is_flag=True, help="Also compile the model and its streaming form (convert --target xcore) "
                                             "with XMOS xformer (xmos-ai-tools) and show xformer's tensor arena "
                                             "for both, and the state bytes: the RAM saved on xcore.")
+@click.option("--same-padding", type=click.Choice(SAME_PADDING_MODES), default="exact", show_default=True,
+              help="With --stream: how a model that pads time on both sides streams (as convert's option).")
 def inspect(model: str, as_json: bool, stream: bool, state: str, hop: int | None, time_axis: int | None,
-            xcore: bool) -> None:
+            xcore: bool, same_padding: str) -> None:
     """Show MODEL's operators, shapes, key options, totals, activation RAM and MACs."""
     ctx = click.get_current_context()
-    given = [f"--{n.replace('_', '-')}" for n in ("state", "hop", "time_axis")
+    given = [f"--{n.replace('_', '-')}" for n in ("state", "hop", "time_axis", "same_padding")
              if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT]
-    if given and not stream and not (xcore and "--state" not in given):  # --hop/--time-axis also fit --xcore
-        fits = "--stream" if "--state" in given else "--stream or --xcore"
+    stream_only = "--state" in given or "--same-padding" in given
+    if given and not stream and not (xcore and not stream_only):  # --hop/--time-axis also fit --xcore
+        fits = "--stream" if stream_only else "--stream or --xcore"
         raise UsageError(f"{', '.join(given)}: only meaningful with {fits}")
     m = load(model)
     meter = _ArenaMeter()
-    report = stream_summary(m, state=state, hop=hop, time_axis=time_axis, arena_meter=meter) if stream else None
+    report = stream_summary(m, state=state, hop=hop, time_axis=time_axis, arena_meter=meter,
+                            same_padding=same_padding) if stream else None
     d = summarize(m).to_dict()
     d.update(meter(m, report["before"]["tflm_arena_runtime"] if report else None))
     xcore_report = None

@@ -324,12 +324,15 @@ class _RightBranch:
                 left, right = rows[2 * info_x.axis], rows[2 * info_x.axis + 1]
                 m = max(self._b(x), 1, right + _mirror_offset(op) if op.type == "MIRROR_PAD" else 1)
                 n = m + left + right
-            full = self._like(z, n, f"right_edge_{n}")
+            full = self._like(z, n, f"right_edge_{n}" if n != bz else "right_edge")
             new = self._copy(op, [x] + list(op.inputs[1:]), [full])
             e = self.tail(x, m, new, 0)
             if e is not None:
                 new.inputs[0] = e
             self.ops.append(new)
+            if n == bz:  # the op computes exactly the edge: no slice
+                self.tensors[z] = full
+                return
             edge = self._like(z, bz, "right_edge")
             self.ops.append(make.strided_slice(full, times[z].axis, n - bz, n, edge))
             self.tensors[z] = edge

@@ -89,11 +89,11 @@ def summarize(model: Model) -> ModelSummary:
 
 
 def stream_summary(model: Model, state: str = forms.DEFAULT, hop: int | None = None, time_axis: int | None = None,
-                   arena_meter: ArenaMeter | None = None) -> dict:
+                   arena_meter: ArenaMeter | None = None, same_padding: str = "exact") -> dict:
     """What `xstream convert` would give for `model`, without writing it: per op and totals before/after, with
     the keys and values of `convert --json`'s stream description. With `arena_meter`, "before" and "after" also
     hold TFLite Micro's measured arena (both in one runtime), and the gain uses it for RAM."""
-    work, plan = prepare(model, hop, time_axis)
+    work, plan = prepare(model, hop, time_axis, same_padding)
     analysed = list(work.main.operators)
     rows = stream_rows(work, plan)  # before the plan is applied: the original shapes
     low = minimum_step_cost(work, plan)

@@ -240,6 +240,8 @@ def verify_result(r) -> str:
         m = r.first_mismatch
         lines.append(f"first mismatch: sequence {m['sequence']}, step {m['step']}, output {m['output']}, "
                      f"abs error {m['abs_error']:.3g}")
+    if getattr(r, "edge_effect", None):
+        lines.append(f"edge effect (the context stream {edge_effect(r.edge_effect)})")
     lines += [f"note: {note}" for note in r.notes]
     return "\n".join(lines)
 
