@@ -83,16 +83,22 @@ def plan_context(model: Model, times: dict[Tensor, TimeInfo], read: list[Tensor]
     has exactly the original's frames (all of them real)."""
     x = model.main.inputs[0]
     T = times[x].length
-    for extra in range(0, 2 * T + 64):
-        for before in range(extra + 1):
-            got = _lengths(model, times, x, T + extra, before)
+    limit = 2 * T + 64
+    # The context before the window fixes where each read tensor starts; the context after, how long it is.
+    for before in range(limit):
+        got = _lengths(model, times, x, T + before + limit, before)
+        if got is None or any(got[1][t] != 0 for t in read):
+            continue
+        for after in range(limit):
+            got = _lengths(model, times, x, T + before + after, before)
             if got is None:
                 continue
             length, origin, first_end, _ = got
             if all(length[t] == times[t].length and origin[t] == 0 for t in read):
                 t = read[0]
-                offset = T + extra - 1 - first_end[t] - (times[t].length - 1) * times[t].stride
-                return ContextWindow(T + extra, before, extra - before, offset)
+                offset = T + before + after - 1 - first_end[t] - (times[t].length - 1) * times[t].stride
+                return ContextWindow(T + before + after, before, after, offset)
+        break
     raise StreamingRefused("no widened window gives the model's heads their frames without padding; "
                            "--same-padding context cannot stream it (use the default, exact)")
 
