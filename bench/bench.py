@@ -13,7 +13,13 @@ For each zoo model that streams:
   a native ring-buffer kernel, its "compute-only" form: the ring-buffer form with every RING_BUFFER removed and
   its output fed as a model input (same compute ops and shapes, state handling free; wrong values, right time);
 - RAM and MACs from xstream.measure (TFLite Micro greedy arena plan + state; MACs per step) for the
-  ring-buffer form, against the theoretical minimum.
+  ring-buffer form, against the theoretical minimum;
+- latency in TFLite Micro (`--tflm-runs`, 0 to skip): the ring-buffer form against the original in xstream's
+  harness (kernels/harness, `xstream_tflm_host time`: TFLite Micro's reference kernels on the host), the two taking
+  turns invoke by invoke, median; the speedup against the MACs ratio (goal >= 0.85x on ds_cnn_kws and the
+  openWakeWord-style embedding net);
+- MACs per step at hop k x stride (k = 1, 2, 4) against the minimum (every output frame once) and against
+  "only what is emitted" (frames outside every window the head reads are never computed).
 Then a synthetic ~10 MB float model (a Conv1D stack built in memory with the IR) for conversion time, and the
 issue's targets with PASS/MISS.
 """
@@ -37,11 +43,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import xstream  # noqa: E402
-from xstream.errors import StreamingRefused  # noqa: E402
+from xstream.errors import StreamingRefused, UsageError  # noqa: E402
 from xstream.ir import PADDING_VALID, Buffer, Model, Operator, Subgraph, Tensor  # noqa: E402
 from xstream.pipeline import convert_with_plan  # noqa: E402
 from xstream.forms.ring_buffer import is_ring_buffer  # noqa: E402
+from xstream.pipeline import prepare, rewrite  # noqa: E402
 from xstream.report.inspect import stream_summary  # noqa: E402
+from xstream.report.measure import Cost, minimum_step_cost, op_cost  # noqa: E402
 
 RESOLVERS = ("BUILTIN", "BUILTIN_WITHOUT_DEFAULT_DELEGATES")
 
@@ -101,7 +109,53 @@ def invoke_latency(resolver: str, runs: int, *models: bytes, warmup: int = 20) -
     return [statistics.median(s) * 1e6 for s in samples]
 
 
-def bench_model(path: Path, runs: int, convert_runs: int) -> dict:
+def tflm_latency(original: bytes, streaming: bytes, runs: int) -> tuple[float, float]:
+    """Median invoke time in microseconds of both models in xstream's TFLite Micro harness, taking turns."""
+    import subprocess
+    from xstream.runtimes.tflm_host import tflm_host_binary
+    with tempfile.TemporaryDirectory() as d:
+        paths = [os.path.join(d, "original.tflite"), os.path.join(d, "streaming.tflite")]
+        for path, data in zip(paths, (original, streaming)):
+            Path(path).write_bytes(data)
+        out = subprocess.run([tflm_host_binary(), "time", *paths, "--runs", str(runs), "--arena", str(4 << 20)],
+                             capture_output=True, text=True, check=True).stdout
+    medians = {line.split()[1]: int(line.split()[2]) / 1e3 for line in out.splitlines() if line.startswith("time ")}
+    return medians[paths[0]], medians[paths[1]]
+
+
+def _emitted_only(model: Model, plan) -> Cost:
+    """Per step, each time tensor cut to min(frames it gains per step, its frames in one window): what a stream
+    computes if frames outside every window the head reads (hop longer than a layer's window) are skipped."""
+    total = Cost()
+    for op in model.main.operators:
+        def cut(t):
+            info = plan.time_info(t)
+            if info is None:
+                return None
+            return [min(plan.frames(t), info.length) * info.frame if k == info.axis else d
+                    for k, d in enumerate(t.shape)]
+        total = total + (op_cost(op) if not op.outputs or plan.time_info(op.outputs[0]) is None else
+                         op_cost(op, [cut(t) for t in op.inputs], [cut(t) for t in op.outputs]))
+    return total
+
+
+def hop_macs(data: bytes, multiples=(1, 2, 4)) -> list[dict]:
+    """MACs per step of the ring-buffer form at hop k x the smallest hop, against the minimum and the emitted-only
+    cost."""
+    rows = []
+    smallest = prepare(xstream.load(data))[1].hop
+    for k in multiples:
+        try:
+            work, plan = prepare(xstream.load(data), hop=k * smallest)
+        except UsageError:
+            break  # longer than the window
+        low, emitted = minimum_step_cost(work, plan).macs, _emitted_only(work, plan).macs
+        stream = sum(op_cost(op).macs for op in rewrite(work, plan).model.main.operators)
+        rows.append({"hop": k * smallest, "macs": stream, "minimum": low, "emitted_only": emitted})
+    return rows
+
+
+def bench_model(path: Path, runs: int, convert_runs: int, tflm_runs: int = 0) -> dict:
     data = path.read_bytes()
     row: dict = {"model": path.stem, "bytes": len(data)}
     try:
@@ -118,6 +172,12 @@ def bench_model(path: Path, runs: int, convert_runs: int) -> dict:
         row[resolver] = {"original_us": orig_us, "step_us": step_us, "speedup": orig_us / step_us,
                          "compute_only_us": bound_us, "compute_only_speedup": orig_us / bound_us}
     b, a, low = report["before"], report["after"], report["minimum"]
+    if tflm_runs:
+        orig_us, step_us = tflm_latency(data, xstream.serialize(convert_with_plan(xstream.load(data)).model),
+                                        tflm_runs)
+        row["tflm"] = {"original_us": orig_us, "step_us": step_us, "speedup": orig_us / step_us,
+                       "macs_ratio": b["macs"] / a["macs"], "speedup_over_macs": orig_us / step_us / (b["macs"] / a["macs"])}
+    row["hop_macs"] = hop_macs(data)
     row.update(hop=report["hop"], window=report["window"], macs_before=b["macs"], macs_after=a["macs"],
                macs_minimum=low["macs"], macs_over_minimum=report["after_over_minimum"]["macs"],
                state_bytes=a["state_bytes"], state_minimum=low["state_bytes"],
@@ -220,6 +280,27 @@ def print_tables(rows: list[dict], synth: dict, runs: int) -> list[str]:
                    f"| {r['state_bytes']:,} | {r['state_over_minimum']:.2f} | {r['ram_before']:,} "
                    f"| {r['ram_after']:,} ({r['arena_after']:,} + {r['state_bytes']:,}) | {r['ram_gain']:.2f}x |")
     out.append("")
+    timed = [r for r in rows if "tflm" in r]
+    if timed:
+        out.append(f"### Latency in TFLite Micro: invoke() medians over {timed[0]['tflm_runs']} runs, xstream's harness "
+                   "(reference kernels, host), ring-buffer form")
+        out.append("")
+        out.append("| model | hop/window | original us | streaming step us | speedup | MACs ratio | speedup / MACs ratio |")
+        out.append("|---|---|---:|---:|---:|---:|---:|")
+        for r in timed:
+            d = r["tflm"]
+            out.append(f"| {r['model']} | {r['hop']}/{r['window']} | {_f(d['original_us'])} | {_f(d['step_us'])} "
+                       f"| {_f(d['speedup'], 2)}x | {_f(d['macs_ratio'], 2)}x | {_f(d['speedup_over_macs'], 2)} |")
+        out.append("")
+    out.append("### MACs per step at hop k x the smallest hop (ring-buffer form)")
+    out.append("")
+    out.append("| model | hop | MACs per step | minimum | emitted only | MACs per input frame |")
+    out.append("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        for h in r.get("hop_macs", []):
+            out.append(f"| {r['model']} | {h['hop']} | {h['macs']:,} | {h['minimum']:,} | {h['emitted_only']:,} "
+                       f"| {h['macs'] / h['hop']:,.0f} |")
+    out.append("")
     out.append(f"### Synthetic model: {synth['bytes'] / 1e6:.1f} MB float32 Conv1D stack (13 x 3x256x256), "
                "medians")
     out.append("")
@@ -248,6 +329,11 @@ def targets(rows: list[dict], synth: dict) -> list[str]:
             lines.append(f"- {name} per-step latency at hop {r['hop']} >= 10x lower: {d:.2f}x (default resolver), "
                          f"{n:.2f}x (no delegates) -> {mark(min(d, n) >= 10)}; compute-only bound {bd:.2f}x / "
                          f"{bn:.2f}x; MACs alone give {r['macs_before'] / r['macs_after']:.2f}x")
+    for name in ("ds_cnn_kws_int8", "oww_embedding_int8"):
+        if name in by and "tflm" in by[name]:
+            d = by[name]["tflm"]
+            lines.append(f"- {name} TFLite Micro step latency >= 0.85 x the MACs ratio: {d['speedup']:.2f}x vs "
+                         f"{d['macs_ratio']:.2f}x = {d['speedup_over_macs']:.2f} -> {mark(d['speedup_over_macs'] >= 0.85)}")
     worst = max((r["macs_over_minimum"] for r in by.values()), default=1.0)
     lines.append(f"- streaming MACs per step / theoretical = 1.00 on every zoo model: worst {worst:.2f} "
                  f"-> {mark(abs(worst - 1.0) < 1e-9)}")
@@ -283,16 +369,20 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=200, help="invokes per model and resolver (median)")
     ap.add_argument("--convert-runs", type=int, default=5, help="conversions per model (median)")
     ap.add_argument("--synthetic-runs", type=int, default=5, help="load+convert+save of the 10 MB model")
+    ap.add_argument("--tflm-runs", type=int, default=300, help="invokes per model in the TFLite Micro harness "
+                    "(median; 0: skip)")
     ap.add_argument("--models", nargs="*", help="zoo stems (default: all)")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     args = ap.parse_args(argv)
-    paths = sorted((REPO / "models").glob("*.tflite"))
+    paths = sorted((REPO / "models").glob("*.tflite")) + sorted((REPO / "models" / "oww").glob("*.tflite"))
     if args.models:
         paths = [p for p in paths if p.stem in args.models]
     rows = []
     for p in paths:
         print(f"... {p.stem}", file=sys.stderr)
-        rows.append(bench_model(p, args.runs, args.convert_runs))
+        rows.append(bench_model(p, args.runs, args.convert_runs, args.tflm_runs))
+        if "tflm" in rows[-1]:
+            rows[-1]["tflm_runs"] = args.tflm_runs
     print("... synthetic", file=sys.stderr)
     synth = bench_synthetic(args.synthetic_runs)
     lines = print_tables(rows, synth, args.runs) + [""] + targets(rows, synth)

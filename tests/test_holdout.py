@@ -113,3 +113,24 @@ def test_holdout(name: str, kind: str, state: str):
     assert r.equal, (r.first_mismatch, r.max_abs_error, r.max_rel_error)
     if kind == "int8":
         assert r.bit_exact, r.max_abs_error
+
+
+# State of the branching holdout models, ring-buffer form: a merge's delay reads the frames from a buffer the branch
+# point already keeps (residual skip beside a block's conv; inception's short branch beside its long one). The
+# contract's minimum counts no delay; tc_resnet's skips must reach further back than its convs' buffers hold: its
+# delays' frames are kept once, on the block inputs (2 x 16 B + 2 x 24 B beyond the convs' own history), where
+# keeping them on each skip's output cost 48 + 64 B.
+STATE = {"inception": (936, 936), "tc_resnet": (496, 416)}
+
+
+@pytest.mark.parametrize("name", sorted(STATE))
+def test_holdout_merge_delays_share_state(name: str):
+    model = load(str(HOLDOUT / f"{name}_int8.tflite"))
+    result = convert_with_plan(model, state="ring-buffer")
+    assert (result.plan.state_bytes, result.plan.minimum_state_bytes) == STATE[name]
+    assert r_equal(model, result.model)
+
+
+def r_equal(original, streaming) -> bool:
+    r = verify(original, streaming)
+    return r.steps_compared > 0 and r.equal and r.bit_exact

@@ -210,6 +210,25 @@ def test_harness_run_resets_between_utterances(harness, tmp_path, name, form):
         assert np.array_equal(y, out[k])
 
 
+def test_harness_time_reports_each_model(harness, tmp_path):
+    """`time` (bench/bench.py's TFLite Micro latency): one line per model, taking turns in one loop; the stream's
+    step is cheaper than the original's window."""
+    original = tmp_path / "original.tflite"
+    stream = tmp_path / "stream.tflite"
+    original.write_bytes((REPO / "models" / "ds_cnn_kws_int8.tflite").read_bytes())
+    stream.write_bytes(xstream.serialize(convert_with_plan(_load("ds_cnn_kws_int8")).model))
+    r = subprocess.run([str(harness), "time", str(original), str(stream), "--runs", "40"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [line.split() for line in r.stdout.splitlines() if line.startswith("time ")]
+    assert [line[1] for line in lines] == [str(original), str(stream)]
+    (median_o, mean_o, low_o, n_o, aborted_o), (median_s, _, low_s, n_s, aborted_s) = \
+        [[int(v) for v in line[2:]] for line in lines]
+    assert n_o == n_s == 40 and aborted_o == aborted_s == 0
+    assert 0 < low_o <= median_o and 0 < low_s <= median_s
+    assert median_s < median_o  # 7.68x fewer MACs per step
+
+
 def test_harness_run_rejects_frames_of_the_wrong_shape(harness, tmp_path):
     path = tmp_path / "stream.tflite"
     path.write_bytes(xstream.serialize(convert_with_plan(_load("residual_tdnn_int8")).model))

@@ -47,6 +47,17 @@ def reshape(x: Tensor, out: Tensor) -> Operator:
                     options={"new_shape": list(out.shape)}, options_type="ReshapeOptions")
 
 
+def window_as(view: Tensor, via: Tensor | None, times, frames: int, new_ops: list[Operator]) -> Tensor:
+    """What a state's reader takes: `view` (a window of the buffered tensor), or, where the buffer is on a
+    per-frame reshape of the tensor the reader's slot reads (`Reader.via`), that window reshaped back to the
+    slot's tensor's shape with `frames` frames (the RESHAPE is appended to `new_ops`)."""
+    if via is None:
+        return view
+    back = like(via, f"{view.name}/as_{via.name}", with_axis(via.shape, times[via].axis, frames))
+    new_ops.append(reshape(view, back))
+    return back
+
+
 def transpose(x: Tensor, perm: list[int], out: Tensor) -> Operator:
     return Operator("TRANSPOSE", [x, const(f"{out.name}/perm", list(perm))], [out],
                     options={}, options_type="TransposeOptions")

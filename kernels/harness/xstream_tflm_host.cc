@@ -14,6 +14,11 @@
          run checks that every utterance gives the outputs of the first.
      xstream_tflm_host serve MODEL [--arena BYTES]
          a binary protocol on stdin/stdout (see Serve) for a test driver.
+     xstream_tflm_host time  MODEL [MODEL...] [--runs N] [--arena BYTES]
+         per-invoke latency: N timed invokes of each model (after N/10 untimed), the models taking turns in one
+         loop so that all see the same machine load; inputs are fresh pseudo-random bytes each invoke, written
+         outside the timer. Prints one line per model: `time MODEL median_ns mean_ns min_ns invokes aborted`
+         (aborted: invokes a CIRCULAR_BUFFER ended early).
      xstream_tflm_host arena MODEL [--invoke] [--max BYTES] [--band BYTES]
          the smallest arena with which the model allocates (and, with --invoke, invokes once with zero inputs);
          see Arena. Prints `key value...` lines: arena_bytes, arena_used_bytes, tries, crashes, non_monotonic,
@@ -26,6 +31,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -463,11 +470,54 @@ int Arena(const std::string& path, bool invoke, size_t max_arena, size_t band) {
   return 0;
 }
 
+/* time: see the header. steady_clock around Invoke() alone; the models take turns, invoke by invoke. */
+int Time(std::vector<std::unique_ptr<Session>>& sessions, const std::vector<std::string>& paths, int runs) {
+  const int warmup = std::max(runs / 10, 1);
+  std::vector<std::vector<int64_t>> ns(sessions.size());
+  std::vector<int> aborted(sessions.size(), 0);
+  uint32_t seed = 12345;
+  for (int k = 0; k < warmup + runs; ++k) {
+    for (size_t m = 0; m < sessions.size(); ++m) {
+      tflm::MicroInterpreter& it = *sessions[m]->interpreter;
+      for (size_t i = 0; i < it.inputs_size(); ++i) {
+        TfLiteTensor* t = it.input(i);
+        uint8_t* p = reinterpret_cast<uint8_t*>(t->data.raw);
+        for (size_t b = 0; b < TensorBytes(t); ++b) {
+          seed = seed * 1664525u + 1013904223u;
+          p[b] = static_cast<uint8_t>(seed >> 24);
+        }
+      }
+      const auto start = std::chrono::steady_clock::now();
+      const TfLiteStatus status = it.Invoke();
+      const auto stop = std::chrono::steady_clock::now();
+      if (status != kTfLiteOk && status != tflm::kTfLiteAbort) {
+        fprintf(stderr, "Invoke failed: %s\n", paths[m].c_str());
+        return 2;
+      }
+      if (k < warmup) continue;
+      if (status == tflm::kTfLiteAbort) ++aborted[m];
+      ns[m].push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(stop - start).count());
+    }
+  }
+  for (size_t m = 0; m < sessions.size(); ++m) {
+    std::vector<int64_t>& v = ns[m];
+    std::sort(v.begin(), v.end());
+    int64_t sum = 0;
+    for (int64_t x : v) sum += x;
+    const int64_t median = v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+    printf("time %s %lld %lld %lld %zu %d\n", paths[m].c_str(), static_cast<long long>(median),
+           static_cast<long long>(sum / static_cast<int64_t>(v.size())), static_cast<long long>(v.front()),
+           v.size(), aborted[m]);
+  }
+  return 0;
+}
+
 int Usage() {
   fprintf(stderr,
           "usage: xstream_tflm_host info  MODEL [--arena BYTES]\n"
           "       xstream_tflm_host run   MODEL FRAMES.npy OUT.npy [--utterances K] [--arena BYTES]\n"
           "       xstream_tflm_host serve MODEL [--arena BYTES]\n"
+          "       xstream_tflm_host time  MODEL [MODEL...] [--runs N] [--arena BYTES]\n"
           "       xstream_tflm_host arena MODEL [--invoke] [--max BYTES] [--band BYTES]\n");
   return 2;
 }
@@ -479,23 +529,38 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   std::vector<std::string> positional;
   size_t arena = kDefaultArena;
-  int utterances = 1;
+  int utterances = 1, runs = 1000;
   bool invoke = false;
   size_t max_arena = size_t{1} << 30, band = 256;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
-    if ((a == "--arena" || a == "--utterances" || a == "--max" || a == "--band") && i + 1 < argc) {
+    if ((a == "--arena" || a == "--utterances" || a == "--max" || a == "--band" || a == "--runs") &&
+        i + 1 < argc) {
       const long v = strtol(argv[++i], nullptr, 10);
       if (v < 1) return Usage();
       if (a == "--arena") arena = static_cast<size_t>(v);
       else if (a == "--max") max_arena = static_cast<size_t>(v);
       else if (a == "--band") band = static_cast<size_t>(v);
+      else if (a == "--runs") runs = static_cast<int>(v);
       else utterances = static_cast<int>(v);
     } else if (a == "--invoke" && command == "arena") {
       invoke = true;
     } else {
       positional.push_back(a);
     }
+  }
+  if (command == "time") {
+    if (positional.empty()) return Usage();
+    std::vector<std::unique_ptr<Session>> sessions;
+    for (const std::string& path : positional) {
+      sessions.emplace_back(new Session());
+      std::string error;
+      if (!sessions.back()->Load(path, arena, &error)) {
+        fprintf(stderr, "xstream_tflm_host: %s\n", error.c_str());
+        return 2;
+      }
+    }
+    return Time(sessions, positional, runs);
   }
   const size_t want = command == "run" ? 3 : 1;
   if (positional.size() != want ||

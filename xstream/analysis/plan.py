@@ -50,6 +50,9 @@ class Reader:
     extra: int  # frames beyond the n new ones this reader needs (receptive_field - stride); may be < 0
     lag: int = 0  # frames by which the window ends before the newest frame (a delay)
     full_length: int | None = None  # heads: exactly this many frames (the original length)
+    # The slot reads this tensor, of which the buffered one is a per-frame reshape (an EXPAND_DIMS before a conv):
+    # the window is reshaped back to its shape. None: the slot reads the buffered tensor itself.
+    via: Tensor | None = None
 
     def length(self, n: int) -> int:
         return self.full_length if self.full_length is not None else n + self.extra
@@ -136,9 +139,9 @@ class StreamPlan:
         total = 0
         replaced = {id(s): parts for s, parts in self.shared_states}
         for s in (part for s in self.states for part in replaced.get(id(s), [s])):
-            # Delays that align branches are no history; a head's window is, even where it is read some frames back.
-            need = max((r.length(s.frames_in) - s.frames_in for r in s.readers
-                        if r.lag == 0 or r.full_length is not None), default=0)
+            # Delays that align branches are no history; a window is, even where it is read some frames back (a
+            # head's, or a conv's that reads further back to delay its branch).
+            need = max((r.length(s.frames_in) - s.frames_in for r in s.readers), default=0)
             total += max(need, 0) * s.frame_bytes
         return total
 

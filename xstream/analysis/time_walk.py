@@ -304,13 +304,84 @@ class _Analyzer:
                 raise self.refuse(op, f"branches are misaligned by {newest - info.first_end} input frames, not a "
                                       f"multiple of their stride {stride}; no delay can align them")
             if lag:
-                self.read(t, Reader(op, slot, 0, lag=lag))
+                self._place_delay(op, slot, t, lag)
         frames = {info.frame for _, _, info in infos}
         if len(frames) != 1:
             raise self.refuse(op, "merges the flat input with its frames split out")
         for o in op.outputs:
             self.set_time(o, TimeInfo(axis, lengths.pop() if lengths else infos[0][2].length, stride, newest,
                                       frame=frames.pop() if frames else 1))
+
+    def _state_frames(self, readers: list[Reader]) -> int:
+        """Frames of history a buffer with these readers keeps (a head counted at one new frame per step)."""
+        return max([0] + [r.lag + (r.extra if r.full_length is None else r.full_length - 1) for r in readers])
+
+    def _place_delay(self, op: Operator, slot: int, t: Tensor, lag: int) -> None:
+        """Merge `op` reads branch tensor `t` (input `slot`) `lag` of its frames back. The delayed frames are read
+        where keeping them costs the least state: a buffer of `lag` frames on `t`, or upstream, where `t` is
+        computed by a chain of ops each read only by the next (per-frame ops, reshapes, crops, 1x1 or sliding
+        convs): the chain's first op reads its input's window that much further back, or, where a chain tensor
+        is also reshaped into a tensor with a buffer (EXPAND_DIMS before a conv), the op after it reads that
+        buffer's delayed frames reshaped back (`Reader.via`). A buffer kept for another reader (a residual skip
+        beside the block's first conv) then often holds the frames already: the chain runs on the delayed frames
+        instead of the new ones, with the same work. Ties keep fewer buffers, then the nearest place."""
+        delay = lag * self.info(t).stride  # in input frames
+
+        def cost(x: Tensor, before: list[Reader], after: list[Reader]) -> tuple[int, int]:
+            frame_bytes = x.nbytes // max(x.shape[self.info(x).axis], 1)
+            added = self._state_frames(after) - self._state_frames(before)
+            return added * frame_bytes, 0 if self._state_frames(before) else 1
+
+        def plain(x: Tensor) -> bool:
+            i = self.info(x)
+            return i is not None and i.frame == 1 and not (i.pad_left or i.edge_left or i.edge_right)
+
+        now = self.readers.get(t, [])
+        new = Reader(op, slot, 0, lag=lag)
+        best = (*cost(t, now, now + [new]), 0)
+        place = (t, None, new, [])
+        path, nxt = [t], op
+        while not self.edge_mode:
+            cur = path[-1]
+            if cur in self.sg.outputs or not plain(cur) or sum(u is cur for u in nxt.inputs) != 1:
+                break
+            # A sibling that is the same frames reshaped (EXPAND_DIMS before a conv) and keeps a buffer: `nxt`
+            # reads its delayed frames, reshaped back to `cur`'s shape (where `nxt` reads no window of `cur`).
+            windowed = any(r.op is nxt for r in self.readers.get(cur, []))
+            for q in [] if windowed else self.sg.consumers(cur):
+                e = q.outputs[0] if q is not nxt and q.type in ("RESHAPE", "EXPAND_DIMS", "SQUEEZE") else None
+                if e is None or not plain(e) or e.dtype != cur.dtype or not self.readers.get(e) \
+                        or (self.info(e).length, self.info(e).stride) != (self.info(cur).length, self.info(cur).stride):
+                    continue
+                rs = self.readers[e]
+                moved = Reader(nxt, nxt.inputs.index(cur), 0, lag=delay // self.info(e).stride, via=cur)
+                score = (*cost(e, rs, rs + [moved]), len(path))
+                if score < best:
+                    best, place = score, (e, None, moved, path[:-1])
+            if self.sg.consumers(cur) != [nxt]:
+                break
+            p = self.sg.producer(cur)
+            if p is None or len(p.outputs) != 1 or p in self.heads or p.type in ("PAD", "PADV2", "MIRROR_PAD"):
+                break
+            ins = [(i, u) for i, u in enumerate(p.inputs) if u is not None and self.info(u) is not None]
+            if len(ins) != 1 or not plain(ins[0][1]) or delay % self.info(ins[0][1]).stride:
+                break
+            s, x = ins[0]
+            rs = self.readers.get(x, [])
+            old = next((r for r in rs if r.op is p and r.slot == s), None)
+            moved = Reader(p, s, old.extra if old else 0, lag=(old.lag if old else 0) + delay // self.info(x).stride)
+            score = (*cost(x, rs, [r for r in rs if r is not old] + [moved]), len(path))
+            if score < best:
+                best, place = score, (x, old, moved, list(path))
+            path.append(x)
+            nxt = p
+        x, old, moved, delayed = place
+        if old is not None:
+            old.lag = moved.lag
+        else:
+            self.read(x, moved)
+        for u in delayed:  # their frames are produced `delay` input frames later now
+            self.times[u].first_end += delay
 
     def _delay_branch(self, t: Tensor, delay: int) -> bool:
         """Make branch tensor `t` produce each frame `delay` input frames later: at the last tensor upstream whose

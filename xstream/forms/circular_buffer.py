@@ -120,7 +120,7 @@ def _run(model: Model, plan: StreamPlan) -> bool:
                                                       view))
                     rate[view] = rate[x]
                     views[window] = view
-                r.op.inputs[r.slot] = views[window]
+                r.op.inputs[r.slot] = make.window_as(views[window], r.via, plan.times, r.length, new_ops)
         first_reader = min(sg.index_of(r.op) for r in readers)
         sg.operators[first_reader:first_reader] = new_ops
 
@@ -148,6 +148,7 @@ class _Need:
     lag: int
     length: int
     stride: int
+    via: Tensor | None = None  # the slot reads this tensor; the buffer is on a per-frame reshape of it
 
 
 def _buffer_needs(plan: StreamPlan) -> dict[Tensor, tuple[int, list[_Need]]]:
@@ -161,7 +162,8 @@ def _buffer_needs(plan: StreamPlan) -> dict[Tensor, tuple[int, list[_Need]]]:
         for r in state.readers:
             stride = 1 if r.full_length is not None else stride_of.get(r.op, 1)
             length = r.full_length if r.full_length is not None else r.extra + stride
-            needs.setdefault(state.tensor, (state.axis, []))[1].append(_Need(r.op, r.slot, r.lag, length, stride))
+            needs.setdefault(state.tensor, (state.axis, []))[1].append(_Need(r.op, r.slot, r.lag, length, stride,
+                                                                                r.via))
             seen.add((r.op, r.slot))
     for s in plan.slides:
         if (s.op, 0) in seen or (s.receptive_field == 1 and s.stride == 1):

@@ -29,7 +29,7 @@ def _run(model: Model, plan: StreamPlan) -> bool:
                                  make.with_axis(x.shape, state.axis, length))
                 new_ops.append(make.strided_slice(buffered, state.axis, frames - lag - length, frames - lag, view))
                 views[window] = view
-            r.op.inputs[r.slot] = views[window]
+            r.op.inputs[r.slot] = make.window_as(views[window], r.via, plan.times, r.length(n), new_ops)
         first_reader = min(sg.index_of(r.op) for r in state.readers)
         sg.operators[first_reader:first_reader] = new_ops
     # After the state: a PAD that fed a sliding op directly now feeds its ring buffer, which absorbs it.
