@@ -23,6 +23,8 @@ def in_child(fn, runtime: str, *, quiet: bool = True):
         if quiet:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 2)
+            import faulthandler
+            faulthandler.disable()  # a crash here is an outcome the parent reports; no traceback dump (pytest's)
         try:
             try:
                 payload = ("ok", fn())
