@@ -13,7 +13,7 @@ from flatbuffers import flexbuffers
 import xstream
 from xstream.errors import UsageError
 from xstream.passes.fold_dilated_convs import fold_dilated_convs
-from xstream.forms import external, variable
+from xstream.forms import variable
 from xstream.pipeline import convert_with_plan
 from xstream.verify import verify
 from helpers import ZOO, RingBufferEmulator, Runner, StreamRunner, check_stream, random_frames

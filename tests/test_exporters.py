@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import xstream
-from xstream.analysis import analyze, find_time_axis
+from xstream.analysis import find_time_axis
 from xstream.errors import StreamingRefused
 from xstream.ir import PADDING_VALID
 from xstream.make import const

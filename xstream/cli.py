@@ -20,7 +20,7 @@ from .report.inspect import stream_summary, summarize
 from .runtimes import KERNELS, RUNTIMES
 from .targets import esphome
 from .tflite.reader import load
-from .tflite.writer import save
+from .tflite.writer import same_file, save
 from .runtimes.isolation import in_child
 from .verify import edge_effect, verify as verify_models
 from .version import __version__
@@ -205,12 +205,6 @@ class _ArenaMeter:
         return self.seen[(data, runtime)]
 
 
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
-
 
 _ESPHOME_OPTIONS = (  # convert --target esphome: the manifest's user-facing fields (targets/esphome.py)
     click.option("--wake-word", default=None, help="With --target esphome: the phrase, as Home Assistant shows it "
@@ -291,7 +285,7 @@ def convert(input_path: str, output_path: str, state: str | None, target: str | 
             time_axis: int | None, force: bool, same_padding: str, reference_path: str | None, as_json: bool,
             **manifest) -> None:
     """Rewrite IN into a streaming model OUT that takes one hop of frames per invoke."""
-    if _same_file(input_path, output_path) and not force:
+    if same_file(input_path, output_path) and not force:
         raise UsageError(f"{output_path}: OUT is the input file; choose another path or pass --force")
     fields = _manifest_fields(manifest, target)
     if reference_path is not None and same_padding != "context":

@@ -16,7 +16,7 @@ from .. import make
 from ..analysis import StreamPlan
 from ..analysis.plan import Reader, State
 from ..forms import ring_buffer
-from ..ir import Model, Operator, Subgraph, Tensor
+from ..ir import Model, Operator, Subgraph
 from . import Pass
 
 _DATA_SLOT = {"SPLIT": 1, "SPLIT_V": 0}

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import tempfile
 import weakref
-from pathlib import Path
 
 import numpy as np
 

@@ -21,8 +21,6 @@ import json
 import math
 import os
 import re
-import secrets
-import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -207,13 +205,13 @@ def save(model: Model, out_path: str | os.PathLike, fields: ManifestFields | Non
     """Write `model` to OUT and its manifest to OUT.json, both or neither. The arena is measured in TFLite Micro
     first (tflite-micro; every try in a child process). `avoid`: paths the manifest must not overwrite (the input)."""
     from ..runtimes.tflm_arena import smallest_arena_tflm
-    from ..tflite.writer import serialize
+    from ..tflite.writer import same_file, serialize, write_files
 
     fields = fields or ManifestFields()
     fields.check()
     out_path = Path(out_path)
     json_path = manifest_path(out_path)
-    if json_path == out_path or any(_same_file(json_path, a) for a in avoid):
+    if json_path == out_path or any(same_file(json_path, a) for a in avoid):
         raise UsageError(f"{json_path}: the manifest would overwrite {'OUT' if json_path == out_path else 'IN'}; "
                          "give OUT a .tflite name")
     data = serialize(model)
@@ -221,65 +219,10 @@ def save(model: Model, out_path: str | os.PathLike, fields: ManifestFields | Non
     arena = tensor_arena_size(measured)
     contents = manifest(fields, out_path.name, arena)
     text = json.dumps(contents, indent=2) + "\n"
-    _write_together({out_path: data, json_path: text.encode()})
+    write_files({out_path: data, json_path: text.encode()})
     ops = sorted({op.type for _, op in model.operators()})
     return EsphomeFiles(str(out_path), str(json_path), measured, arena, resource_variables=len(
         resource_variables(model)), ops=ops, contents=contents)
-
-
-def _same_file(a: Path, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
-
-
-def _write_together(files: dict[Path, bytes]) -> None:
-    """Write every file as tflite/writer.save writes one (temp file in the folder, fsync, rename; a new file gets
-    0666 less the umask, an existing one keeps its mode, a symlink's target is replaced), all or none: on any
-    failure the files already renamed are removed again, so a failed run leaves no output."""
-    temps: dict[str, str] = {}
-    done: list[str] = []
-    try:
-        for path, data in files.items():
-            path = os.path.realpath(path) if os.path.islink(path) else os.fspath(path)
-            folder = os.path.dirname(os.path.abspath(path))
-            if os.path.exists(path) and not os.path.isfile(path):
-                raise UsageError(f"{path}: exists and is not a regular file; choose a file path for the output")
-            if not os.path.isdir(folder):
-                raise UsageError(f"{path}: folder {folder} does not exist")
-            try:
-                mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.exists(path) else None
-                tmp = os.path.join(folder, f".xstream-{secrets.token_hex(6)}.tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-                temps[path] = tmp
-                with os.fdopen(fd, "wb") as f:
-                    if mode is not None:
-                        os.fchmod(f.fileno(), mode)
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-            except OSError as e:
-                raise UsageError(f"{path}: cannot write: {e.strerror or e}") from None
-        for path, tmp in temps.items():
-            try:
-                os.replace(tmp, path)
-            except OSError as e:
-                raise UsageError(f"{path}: cannot write: {e.strerror or e}") from None
-            done.append(path)
-    except BaseException:  # Ctrl-C included
-        for tmp in temps.values():
-            _unlink(tmp)
-        for path in done:
-            _unlink(path)
-        raise
-
-
-def _unlink(path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def output_probability_range(scale: float, zero_point: int, dtype: str) -> tuple[float, float]:

@@ -33,35 +33,65 @@ def save(model: Model, path: str | os.PathLike) -> None:
 
     Modes as `cp` gives them: a new file gets 0666 less the umask; an existing file keeps its mode (and an input
     overwritten with --force stays what it was); a symlink stays a link and the file it points to is replaced."""
-    path = os.path.realpath(os.fspath(path)) if os.path.islink(os.fspath(path)) else os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.exists(path) and not os.path.isfile(path):
-        raise UsageError(f"{path}: exists and is not a regular file; choose a file path for the output")
-    if not os.path.isdir(folder):
-        raise UsageError(f"{path}: folder {folder} does not exist")
-    data = serialize(model)
+    write_files({path: lambda: serialize(model)})
+
+
+def write_files(files: dict) -> None:
+    """Write each path -> bytes (or a function giving them, called after the paths are checked) as `save` writes
+    one, all or none: every file goes to a temp file first, and on any failure (Ctrl-C included) the temp files
+    and the files already renamed are removed again, so a failed run leaves no output."""
+    targets = []
+    for path, data in files.items():
+        path = os.path.realpath(os.fspath(path)) if os.path.islink(os.fspath(path)) else os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise UsageError(f"{path}: exists and is not a regular file; choose a file path for the output")
+        if not os.path.isdir(folder):
+            raise UsageError(f"{path}: folder {folder} does not exist")
+        targets.append((path, folder, data))
+    temps: list[tuple[str, str]] = []
+    done: list[str] = []
     try:
-        keep_mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        keep_mode = None
-    try:
-        fd, tmp = _create_temp(folder)
-    except OSError as e:
-        raise UsageError(f"{path}: cannot write in {folder}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if keep_mode is not None:
-                os.fchmod(f.fileno(), keep_mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        _remove(tmp)
-        raise UsageError(f"{path}: cannot write: {e.strerror or e}") from None
+        for path, folder, data in targets:
+            data = data() if callable(data) else data
+            try:
+                keep_mode = stat.S_IMODE(os.stat(path).st_mode)
+            except FileNotFoundError:
+                keep_mode = None
+            try:
+                fd, tmp = _create_temp(folder)
+            except OSError as e:
+                raise UsageError(f"{path}: cannot write in {folder}: {e.strerror or e}") from None
+            temps.append((path, tmp))
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    if keep_mode is not None:
+                        os.fchmod(f.fileno(), keep_mode)
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                raise UsageError(f"{path}: cannot write: {e.strerror or e}") from None
+        for path, tmp in temps:
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                raise UsageError(f"{path}: cannot write: {e.strerror or e}") from None
+            done.append(path)
     except BaseException:  # Ctrl-C included: never leave a partial file
-        _remove(tmp)
+        for _, tmp in temps:
+            _remove(tmp)
+        for path in done:
+            _remove(path)
         raise
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Do two paths name one file (through links too)?"""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _create_temp(folder: str) -> tuple[int, str]:
