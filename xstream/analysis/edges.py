@@ -3,15 +3,15 @@ window): which frames of each head's input depend on the padding, and the sub-wi
 
 In a window of a padded tensor, the first `edge_left` frames read padding before the window and the last
 `edge_right` frames read padding after it; the frames between (the interior) read none, so they are the same in
-every window that holds them and the stream computes each once. The edges are recomputed every step by running
-the original ops themselves (same options, same weights) on a sub-window of the input:
-- the left branch on the window's first P input frames: its left padding is the original's; frames that read
-  its own right cut are never used;
-- the right branch on the window's last Q input frames: its right padding is the original's; frames that read
-  its own left cut are never used.
-P and Q are the smallest lengths for which every padded op pads exactly as in the original (TF's SAME splits
-its padding by the input length modulo the stride) and every frame needed is exact. The input frames come from a
-delay line: the input's ring buffer holds the window.
+every window that holds them and the stream computes each once. The edges are recomputed every step by copies of
+the original ops (same options, same weights):
+- the left edge by the ops on the window's first P input frames, which an input delay line keeps: their left
+  padding is the original's; frames that read the prefix's own cut are never used. P is the shortest prefix for
+  which every padded op pads as in the original (TF's SAME splits its padding by the input length modulo the
+  stride) and every frame needed is exact;
+- the right edge layer by layer: each op on its input's newest interior frames (read from the stream's state)
+  followed by that input's right edge, on a sub-window of the original length modulo the stride, so its right
+  padding is the original's; frames that read the sub-window's artificial left side are dropped.
 """
 
 from __future__ import annotations
@@ -89,21 +89,18 @@ def _crop_bounds(op: Operator, info: TimeInfo) -> tuple[int, int]:
     return b, e
 
 
-class _SubWindow:
-    """Lengths, offsets and cut contamination of every tensor when the ops run on a sub-window of the input."""
+class _Prefix:
+    """Lengths and cut contamination of every tensor when the ops run on the window's first `frames` input frames:
+    each op pads its left side as in the original; frames that read past the prefix's cut (`cut` of them, at the
+    end of each tensor) are never used."""
 
-    def __init__(self, times: dict[Tensor, TimeInfo], ops_: list[Operator], x: Tensor, side: str, frames: int):
-        self.times, self.side = times, side
+    def __init__(self, times: dict[Tensor, TimeInfo], ops_: list[Operator], x: Tensor, frames: int):
+        self.times = times
         self.length: dict[Tensor, int] = {x: frames}
-        self.offset: dict[Tensor, int] = {x: times[x].length - frames if side == RIGHT else 0}
-        self.cut: dict[Tensor, int] = {x: 0}  # frames at the cut side that read the cut (never used)
-        self.crops: dict[Operator, tuple[int, int]] = {}  # crop op -> [begin, end) in its sub-window input
-        self.whole = frames == times[x].length  # the whole window: its cuts are the window's own edges
-        self.ok = True
-        for op in ops_:
-            if not self._step(op):
-                self.ok = False
-                return
+        self.cut: dict[Tensor, int] = {x: 0}
+        self.crops: dict[Operator, tuple[int, int]] = {}  # crop op -> [begin, end) in its prefix input
+        self.whole = frames == times[x].length  # the whole window: its cut is the window's own end
+        self.ok = all(self._step(op) for op in ops_)
 
     def _step(self, op: Operator) -> bool:
         ins = [t for t in op.inputs if t is not None and t in self.length]
@@ -111,66 +108,48 @@ class _SubWindow:
         if not ins or not outs:
             return not outs
         x = ins[0]
-        Lx, cx, ox = self.length[x], self.cut[x], self.offset[x]
+        Lx, cx = self.length[x], self.cut[x]
         info_x = self.times[x]
         fam = ops.family(op)
         out = outs[0]
-        L_out = self.times[out].length
         if fam == ops.SLIDE:
             rf, s, same = _slide_geometry(op, info_x.axis)
             p = same_before(info_x.length, rf, s) if same else 0
             if same and same_before(Lx, rf, s) != p:
                 return False
             n = math.ceil(Lx / s) if same else (Lx - rf) // s + 1
-            if n < 1:
-                return False
-            if self.side == LEFT:
-                first = -(-(Lx - cx - rf + 1 + p) // s)
-                cut, off = max(0, n - max(first, 0)), 0
-            else:
-                if not aligned(ox, s) or ox // s + n != L_out:
-                    return False
-                cut, off = (min(n, -(-(cx + p) // s)) if cx + p > 0 else 0), ox // s
-            return self._set(out, n, off, cut)
+            first = -(-(Lx - cx - rf + 1 + p) // s)
+            return n >= 1 and self._set(out, n, max(0, n - max(first, 0)))
         if fam == "pad":
             rows = _ints(op.inputs[1])
             left, right = rows[2 * info_x.axis], rows[2 * info_x.axis + 1]
             if op.type == "MIRROR_PAD" and Lx < max(left, right) + _mirror_offset(op):
                 return False  # the mirror needs that many frames to reflect
-            if self.side == LEFT:
-                return self._set(out, Lx + left + right, 0, cx + right)
-            return self._set(out, Lx + left + right, ox, cx + left)
+            return self._set(out, Lx + left + right, cx + right)
         if fam == "gather" and op.options.get("axis", 0) % len(x.shape) == info_x.axis:
             return False  # a gather on time inside a padded part: not recomputed on sub-windows
         if fam in ("strided_slice", "slice"):
             b, e = _crop_bounds(op, info_x)
-            if self.side == LEFT:
-                hi = min(e, Lx)
-                if hi - b < 1:
-                    return False
-                self.crops[op] = (b, hi)
-                return self._set(out, hi - b, 0, max(0, cx - (Lx - hi)))
-            lo = max(b, ox)
-            if e - lo < 1:
+            hi = min(e, Lx)
+            if hi - b < 1:
                 return False
-            self.crops[op] = (lo - ox, e - ox)
-            return self._set(out, e - lo, lo - b, max(0, cx - max(b - ox, 0)))
+            self.crops[op] = (b, hi)
+            return self._set(out, hi - b, max(0, cx - (Lx - hi)))
         # Per-frame ops: every time input has the same frames; the cut reaches as far as the widest.
-        if any(self.length[t] != Lx or self.offset[t] != ox for t in ins):
+        if any(self.length[t] != Lx for t in ins):
             return False
         cut = max(self.cut[t] for t in ins)
-        return all(self._set(o, Lx, ox, cut) for o in outs)
+        return all(self._set(o, Lx, cut) for o in outs)
 
-    def _set(self, t: Tensor, length: int, offset: int, cut: int) -> bool:
+    def _set(self, t: Tensor, length: int, cut: int) -> bool:
         if length < 1:
             return False
-        self.length[t], self.offset[t], self.cut[t] = length, offset, min(cut, length)
+        self.length[t], self.cut[t] = length, min(cut, length)
         return True
 
-    def exact(self, t: Tensor) -> tuple[int, int]:
-        """[lo, hi) of the original frames of `t` this sub-window computes exactly."""
-        o, n, c = self.offset[t], self.length[t], 0 if self.whole else self.cut[t]
-        return (o, o + n - c) if self.side == LEFT else (o + c, o + n)
+    def exact(self, t: Tensor) -> int:
+        """How many of the original's first frames of `t` this prefix computes exactly."""
+        return self.length[t] - (0 if self.whole else self.cut[t])
 
 
 def _mirror_offset(op: Operator) -> int:
@@ -189,19 +168,32 @@ def _ancestors(sg: Subgraph, times: dict[Tensor, TimeInfo], targets: set[Tensor]
     return [op for op in reversed(chosen) if any(t is not None and t in times for t in op.inputs)]
 
 
-def _search(times, ops_, x, side: str, needs: dict[Tensor, tuple[int, int]], window: int) -> _SubWindow | None:
+def _search(times, ops_, x, needs: dict[Tensor, int], window: int) -> _Prefix | None:
+    """The shortest prefix that computes the first `needs[t]` frames of every needed tensor exactly."""
     for frames in range(1, window + 1):
-        sub = _SubWindow(times, ops_, x, side, frames)
-        if not sub.ok or any(t not in sub.length for t in needs):
-            continue
-        if all(sub.exact(t)[0] <= lo and hi <= sub.exact(t)[1] for t, (lo, hi) in needs.items()):
+        sub = _Prefix(times, ops_, x, frames)
+        if sub.ok and all(t in sub.length and needs[t] <= sub.exact(t) for t in needs):
             return sub
     return None
 
 
-def _branch(sg: Subgraph, times, ops_, x: Tensor, sub: _SubWindow, side: str, future: int = 0) -> EdgeBranch:
-    """Detached copies of `ops_` on the sub-window (weights shared with the originals)."""
-    tag = f"/{side}_edge"
+def _copy_op(op: Operator, inputs: list, outputs: list) -> Operator:
+    """A detached copy of `op` (same options and weights) on other time tensors; a RESHAPE gets their shape."""
+    new = copy.copy(op)
+    new.options = dict(op.options)
+    new.inputs, new.outputs, new.source_index = list(inputs), list(outputs), None
+    if op.type == "RESHAPE":
+        target = list(outputs[0].shape)
+        if len(new.inputs) > 1 and new.inputs[1] is not None:
+            new.inputs[1] = make.const(f"{outputs[0].name}/shape", target)
+        if "new_shape" in new.options:
+            new.options["new_shape"] = target
+    return new
+
+
+def _left_branch(times, ops_, x: Tensor, sub: _Prefix, future: int = 0) -> EdgeBranch:
+    """Detached copies of `ops_` on the prefix (weights shared with the originals)."""
+    tag = f"/{LEFT}_edge"
     axis = times[x].axis
     xs = make.like(x, f"{x.name}{tag}", make.with_axis(x.shape, axis, sub.length[x]))
     xs.shape_signature = None
@@ -217,27 +209,17 @@ def _branch(sg: Subgraph, times, ops_, x: Tensor, sub: _SubWindow, side: str, fu
     for op in ops_:
         if not any(t in sub.length for t in op.outputs):
             continue
-        new = copy.copy(op)
-        new.options = dict(op.options)
-        new.inputs = [tensors.get(t, t) if t is not None else None for t in op.inputs]
-        new.outputs = []
+        outputs = []
         for t in op.outputs:
             if t in sub.length:
-                shape = make.with_axis(t.shape, times[t].axis, sub.length[t])
-                tensors[t] = make.like(t, f"{t.name}{tag}", shape)
+                tensors[t] = make.like(t, f"{t.name}{tag}", make.with_axis(t.shape, times[t].axis, sub.length[t]))
                 tensors[t].shape_signature = None
-            new.outputs.append(tensors.get(t, t))
-        if op.type == "RESHAPE":
-            target = list(new.outputs[0].shape)
-            if len(new.inputs) > 1 and new.inputs[1] is not None:
-                new.inputs[1] = make.const(f"{new.outputs[0].name}/shape", target)
-            if "new_shape" in new.options:
-                new.options["new_shape"] = target
-        elif op in sub.crops:
+            outputs.append(tensors.get(t, t))
+        new = _copy_op(op, [tensors.get(t, t) if t is not None else None for t in op.inputs], outputs)
+        if op in sub.crops:
             _retime_crop(new, times[op.inputs[0]].axis, *sub.crops[op])
-        new.source_index = None
         built.append(new)
-    return EdgeBranch(side, sub.length[x], entry, built, tensors, dict(sub.offset))
+    return EdgeBranch(LEFT, sub.length[x], entry, built, tensors, {t: 0 for t in tensors})
 
 
 class _RightBranch:
@@ -246,7 +228,7 @@ class _RightBranch:
     own right edge. Every padded op pads its right side exactly as the original (its sub-window has the
     original's length modulo the stride); frames that read its artificial left side are dropped."""
 
-    def __init__(self, sg: Subgraph, times: dict[Tensor, TimeInfo], ops_: list[Operator], shift_of):
+    def __init__(self, times: dict[Tensor, TimeInfo], ops_: list[Operator], shift_of):
         self.times, self.shift_of = times, shift_of
         self.ops: list[Operator] = []
         self.tensors: dict[Tensor, Tensor] = {}  # X -> its last edge_right frames, exact
@@ -284,18 +266,6 @@ class _RightBranch:
         self.ops.append(concat)
         return out
 
-    def _copy(self, op: Operator, inputs: list, outputs: list) -> Operator:
-        new = copy.copy(op)
-        new.options = dict(op.options)
-        new.inputs, new.outputs, new.source_index = list(inputs), list(outputs), None
-        if op.type == "RESHAPE":
-            target = list(outputs[0].shape)
-            if len(new.inputs) > 1 and new.inputs[1] is not None:
-                new.inputs[1] = make.const(f"{outputs[0].name}/shape", target)
-            if "new_shape" in new.options:
-                new.options["new_shape"] = target
-        return new
-
     def _op(self, op: Operator) -> None:
         times = self.times
         fam = ops.family(op)
@@ -325,7 +295,7 @@ class _RightBranch:
                 m = max(self._b(x), 1, right + _mirror_offset(op) if op.type == "MIRROR_PAD" else 1)
                 n = m + left + right
             full = self._like(z, n, f"right_edge_{n}" if n != bz else "right_edge")
-            new = self._copy(op, [x] + list(op.inputs[1:]), [full])
+            new = _copy_op(op, [x] + list(op.inputs[1:]), [full])
             e = self.tail(x, m, new, 0)
             if e is not None:
                 new.inputs[0] = e
@@ -354,7 +324,7 @@ class _RightBranch:
             if t in times:
                 self.tensors[t] = self._like(t, bz, "right_edge")
             outputs.append(self.tensors.get(t, t))
-        new = self._copy(op, op.inputs, outputs)
+        new = _copy_op(op, op.inputs, outputs)
         for i, t in enumerate(op.inputs):
             if t is not None and t in times:
                 part = self.tail(t, bz, new, i)
@@ -404,23 +374,21 @@ def plan_edges(sg: Subgraph, times: dict[Tensor, TimeInfo], reads: list[tuple[Op
     branches: dict[str, EdgeBranch] = {}
     registered: list[tuple[Tensor, Reader]] = []
     if need[RIGHT]:
-        right = _RightBranch(sg, times, _ancestors(sg, times, set(need[RIGHT])), shift_of)
+        right = _RightBranch(times, _ancestors(sg, times, set(need[RIGHT])), shift_of)
         offsets = {t: times[t].length - (times[t].edge_right or 0) for t in right.tensors}
         branches[RIGHT] = EdgeBranch(RIGHT, 0, None, right.ops, right.tensors, offsets)
         registered += right.readers
-    for side in (LEFT,):
-        if not need[side]:
-            continue
-        ops_ = _ancestors(sg, times, set(need[side]))
-        sub = _search(times, ops_, x, side, need[side], window)
+    if need[LEFT]:
+        ops_ = _ancestors(sg, times, set(need[LEFT]))
+        sub = _search(times, ops_, x, {t: hi for t, (_, hi) in need[LEFT].items()}, window)
         if sub is None:
-            t = next(iter(need[side]))
-            raise StreamingRefused(f"tensor {t.name!r}: no sub-window of the input recomputes its {side} edge exactly "
+            t = next(iter(need[LEFT]))
+            raise StreamingRefused(f"tensor {t.name!r}: no sub-window of the input recomputes its left edge exactly "
                                    "(an op on the way is not supported there); use --same-padding context")
         lag = window - sub.length[x] - offset
         future = max(-lag, 0)  # frames of the window after the newest frame fed (D > 0: the model never reads them)
-        br = _branch(sg, times, ops_, x, sub, side, future)
-        branches[side] = br
+        br = _left_branch(times, ops_, x, sub, future)
+        branches[LEFT] = br
         registered.append((x, Reader(br.entry, 0, 0, lag=max(lag, 0), full_length=br.frames - future)))
 
     edge_reads = []
