@@ -31,7 +31,6 @@ RESHAPE = "reshape"
 STATE = "state"
 CONTROL = "control"
 
-Shape = tuple
 
 
 @dataclass(frozen=True)
