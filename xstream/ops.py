@@ -32,7 +32,6 @@ STATE = "state"
 CONTROL = "control"
 
 
-
 @dataclass(frozen=True)
 class OpInfo:
     name: str
