@@ -12,6 +12,8 @@ Heads: "mean" (MEAN over time + FULLY_CONNECTED), "flatten_fc" (RESHAPE + FULLY_
 `stream_facts` computes, independently of xstream and from STREAMING.md alone, what a conversion of such a
 model must report: refused or not (and why), contract, minimum hop, offset D, warm-up and minimum state bytes.
 
+`mixconv_model` builds a MixConv (split on channels, a depthwise conv per kernel size, concat).
+
 `GraphBuilder` is a tiny helper to write arbitrary float32 graphs op by op (for refusal tests).
 """
 
@@ -499,6 +501,53 @@ def _edge_offset(facts: StreamFacts, last_interior: int, right: int, S: int) -> 
 
 # ---------------------------------------------------------------------------------------------------------
 # Free-form float32 graphs for refusal tests
+
+
+def mixconv_model(kernels=(3, 7), channels=(8, 8), dtype="int8", T=24, crop="newest", per_tensor=False,
+             stride=1, dilation=1, bias=True, concat_order=None, act=0, head="mean", seed=0) -> Model:
+    """x [1, T, 1, C] -> SPLIT_V on channels -> DEPTHWISE_CONV_2D k_i (VALID on time) -> crop to the shortest ->
+    CONCATENATION on channels -> MEAN over time (head "mean") or nothing (head "none": every frame is an output). `crop`: which frames the crops keep ("newest" or "oldest")."""
+    rng = np.random.default_rng(seed)
+    C = sum(channels)
+    q = (lambda: _act_quant(rng)) if dtype == "int8" else (lambda: None)
+    x = Tensor("x", dtype, (1, T, 1, C), quantization=q())
+    ops, outs = [], []
+    parts = [Tensor(f"part{i}", dtype, (1, T, 1, c), quantization=x.quantization) for i, c in enumerate(channels)]
+    ops.append(Operator("SPLIT_V", [x, _ints("sizes", list(channels)), _ints("axis", 3)], parts,
+                        options={"num_splits": len(channels)}, options_type="SplitVOptions"))
+    y_q = q()
+    lengths = [(T - dilation * (k - 1) - 1) // stride + 1 for k in kernels]
+    L = min(lengths)
+    for i, (k, c, part) in enumerate(zip(kernels, channels, parts)):
+        w = _weights(f"w{i}", rng.standard_normal((1, k, 1, c)).astype(np.float32), dtype, 3)
+        if per_tensor and dtype == "int8":
+            w.quantization.scale = np.array([w.quantization.scale.max()], np.float32)
+            w.quantization.zero_point = np.zeros(1, np.int64)
+            w.quantization.quantized_dimension = 0
+        inputs = [part, w, _bias(f"b{i}", rng.normal(0, 0.1, c).astype(np.float32), dtype, part, w) if bias else None]
+        d = Tensor(f"dw{i}", dtype, (1, lengths[i], 1, c), quantization=y_q)
+        ops.append(Operator("DEPTHWISE_CONV_2D", inputs, [d], options_type="DepthwiseConv2DOptions", options={
+            "padding": PADDING_VALID, "stride_h": stride, "stride_w": 1, "depth_multiplier": 1,
+            "dilation_h_factor": dilation, "dilation_w_factor": 1, "fused_activation_function": act}))
+        if lengths[i] != L:
+            begin = {"newest": lengths[i] - L, "oldest": 0}.get(crop, crop)
+            c_out = Tensor(f"crop{i}", dtype, (1, L, 1, c), quantization=y_q)
+            ops.append(Operator("STRIDED_SLICE", [d, _ints(f"cb{i}", [0, begin, 0, 0]),
+                                                  _ints(f"ce{i}", [1, begin + L, 1, c]), _ints(f"cs{i}", [1] * 4)],
+                                [c_out], options={}, options_type="StridedSliceOptions"))
+            d = c_out
+        outs.append(d)
+    order = concat_order or list(range(len(outs)))
+    cat = Tensor("cat", dtype, (1, L, 1, sum(channels[i] for i in order)), quantization=y_q)
+    ops.append(Operator("CONCATENATION", [outs[i] for i in order], [cat],
+                        options={"axis": 3, "fused_activation_function": 0}, options_type="ConcatenationOptions"))
+    y = cat
+    if head == "mean":
+        y = Tensor("y", dtype, (1, cat.shape[3]), quantization=q())
+        ops.append(Operator("MEAN", [cat, _ints("mean_axes", [1, 2])], [y], options={"keep_dims": False},
+                            options_type="ReducerOptions"))
+    sg = Subgraph(name="main", inputs=[x], outputs=[y], operators=ops)
+    return Model(subgraphs=[sg], description="tests/test_merge_depthwise.py")
 
 
 class GraphBuilder:

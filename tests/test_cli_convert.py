@@ -47,8 +47,8 @@ def test_convert_prints_summary(tmp_path):
     assert re.search(r"^hop\s+4 frame\(s\) per step, window 49 frames, offset D=\+1, warm-up 11 step\(s\)$", text,
                      re.M), text
     assert re.search(r"^streamed\s+6 op\(s\): #0 CONV_2D k10 s2, #1 DEPTHWISE_CONV_2D k3, ", text, re.M), text
-    assert re.search(r"^state\s+1520 bytes in 4 buffer\(s\) \(minimum by the contract 1520\), form ring-buffer$",
-                     text, re.M), text
+    assert re.search(r"^state\s+1616 bytes in 4 buffer\(s\) \(minimum by the contract 1520; 1 in place: window "
+                     r"and state are one buffer, outside the activations\), form ring-buffer$", text, re.M), text
     model = xstream.load(out)
     assert _forms(model) == "ring-buffer"
     assert model.main.inputs[0].shape == (1, 4, 10, 1)
@@ -74,7 +74,11 @@ def test_convert_json(tmp_path, state):
         assert key in rep, key
     assert (rep["contract"], rep["hop"], rep["offset"], rep["state_form"]) == ("window-exact", 8, 2, state)
     assert rep["warmup"] == -(-(48 - 2) // 8) - 1
-    assert rep["state_bytes"] == rep["minimum_state_bytes"] == sum(s["bytes"] for s in rep["states"])
+    assert rep["state_bytes"] == sum(s["bytes"] for s in rep["states"])
+    in_place = [s for s in rep["states"] if s["in_place"]]  # a window that is its state holds n frames more
+    assert bool(in_place) == (state == "ring-buffer")
+    assert rep["state_bytes"] > rep["minimum_state_bytes"] if in_place else \
+        rep["state_bytes"] == rep["minimum_state_bytes"]
     assert [(s["op"], s["kernel"], s["stride"]) for s in rep["streamed_ops"]] == [
         ("DEPTHWISE_CONV_2D", 5, 1), ("CONV_2D", 1, 1), ("MAX_POOL_2D", 2, 2), ("CONV_2D", 3, 2)]
     model = xstream.load(out)

@@ -266,14 +266,15 @@ def test_zoo_structure(name, form):
 
     # State bytes as the streaming model itself holds them.
     if form == "ring-buffer":
-        held = 0
+        held = extra = 0
         for op in sg.operators:
             if op.kind != "RING_BUFFER":
                 continue
             assert op.custom_options_format == 0
             opts = flexbuffers.Loads(op.custom_options)
-            assert set(opts) == {"axis", "frames"}
+            assert set(opts) in ({"axis", "frames"}, {"axis", "frames", "in_place"})
             axis, frames = opts["axis"], opts["frames"]
+            assert op.outputs[0].is_variable == bool(opts.get("in_place"))  # in place: the window is the state
             xi, yi = op.inputs[0], op.outputs[0]
             assert 0 <= axis < len(xi.shape) and frames >= 1
             n = xi.shape[axis]
@@ -282,8 +283,9 @@ def test_zoo_structure(name, form):
             assert (yi.quantization is None) == (xi.quantization is None)
             if xi.quantization is not None:
                 assert yi.quantization.same_as(xi.quantization)
-            held += max(frames - n, 0) * (xi.nbytes // n)
-        assert held == p.state_bytes
+            held += (frames if opts.get("in_place") else max(frames - n, 0)) * (xi.nbytes // n)
+            extra += frames * (xi.nbytes // n) - max(frames - n, 0) * (xi.nbytes // n) if opts.get("in_place") else 0
+        assert held == p.state_bytes + extra
     elif form == "external":
         assert sum(t.nbytes for t in sg.inputs[1:]) == p.state_bytes
     else:

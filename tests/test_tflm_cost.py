@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 import xstream
 from xstream import forms
+from xstream.forms import ring_buffer
 from xstream.cli import main
 from xstream.pipeline import convert_with_plan
 from xstream.runtimes.tflm_arena import smallest_arena_host, smallest_arena_tflm
@@ -32,22 +33,51 @@ def host():
     return tflm_host_binary()
 
 
-def test_mixednet_variable_form_has_at_most_67_ops_and_one_buffer_per_split():
-    # microWakeWord's own streaming export of this MixedNet has 67 ops (6 variables); xstream had 81 (8).
+def test_mixednet_mixconvs_become_one_depthwise_conv_each():
+    # microWakeWord's own streaming export of this MixedNet has 67 ops (6 variables); xstream had 81 (8), then
+    # 65 with a shared buffer before each split; merged (passes/merge_depthwise_branches.py) 57.
     c = convert_with_plan(xstream.load(MIXEDNET), state="variable")
-    assert _ops(c.model) <= 67
-    handles = [op for op in c.model.main.operators if op.type == "VAR_HANDLE"]
-    assert len(handles) == 6  # one state before each SPLIT_V instead of one per branch
-    split_inputs = [op.inputs[0] for op in c.model.main.operators if op.type == "SPLIT_V"]
-    assert all(x.shape[1] > 1 for x in split_inputs)  # the split runs on the buffered window
-    assert c.plan.minimum_state_bytes == 3856  # the contract's minimum still counts the branches' own
-    assert sum(b.bytes for b in forms.state_buffers(c.model)) == 4176  # = microWakeWord's
+    assert _ops(c.model) <= 57
+    types = [op.type for op in c.model.main.operators]
+    assert "SPLIT_V" not in types and "CONCATENATION" in types  # only the states' own concatenations
+    assert types.count("VAR_HANDLE") == 6
+    assert sum(b.bytes for b in forms.state_buffers(c.model)) == c.plan.minimum_state_bytes == 4176  # = mWW's
+    rb = convert_with_plan(xstream.load(MIXEDNET), state="ring-buffer")
+    assert sum(op.kind == "RING_BUFFER" for op in rb.model.main.operators) == 6
+    assert _kept_bytes(rb.model) == 4176
+
+
+def _kept_bytes(model) -> int:
+    """The frames the RING_BUFFERs keep from step to step (an in-place one holds its n newest frames too)."""
+    total = 0
+    for op in model.main.operators:
+        if op.kind == "RING_BUFFER":
+            axis, frames = ring_buffer.decode_options(op)
+            x = op.inputs[0]
+            total += (frames - x.shape[axis]) * (x.nbytes // x.shape[axis])
+    return total
+
+
+def _unmerged_mixconv():
+    # concatenated in another order than split: not one depthwise conv, so each branch reads its own history
+    from builders import mixconv_model
+    return mixconv_model(kernels=(3, 7), channels=(8, 8), dtype="int8", T=24, head="none", concat_order=[1, 0])
+
+
+def test_variable_form_keeps_one_buffer_before_a_split():
+    c = convert_with_plan(_unmerged_mixconv(), state="variable")
+    assert [op.type for op in c.model.main.operators].count("VAR_HANDLE") == 1
+    split = next(op for op in c.model.main.operators if op.type == "SPLIT_V")
+    assert split.inputs[0].shape[1] == 7  # the split runs on the buffered window of the longer kernel
+    assert c.plan.minimum_state_bytes == 2 * 8 + 6 * 8  # the contract's minimum counts the branches' own
+    assert sum(b.bytes for b in forms.state_buffers(c.model)) == 6 * 16
+    assert xstream.verify(_unmerged_mixconv(), c.model, runtime="litert").equal
 
 
 def test_ring_buffer_form_keeps_one_buffer_per_branch():
     # There a RING_BUFFER costs less than the frames a shared buffer adds (measured: 18,360 vs 19,064 bytes).
-    c = convert_with_plan(xstream.load(MIXEDNET), state="ring-buffer")
-    assert sum(b.bytes for b in forms.state_buffers(c.model)) == c.plan.minimum_state_bytes == 3856
+    c = convert_with_plan(_unmerged_mixconv(), state="ring-buffer")
+    assert _kept_bytes(c.model) == c.plan.minimum_state_bytes == 2 * 8 + 6 * 8
     assert all(op.inputs[0].shape[1] == 1 for op in c.model.main.operators if op.type == "SPLIT_V")
 
 
@@ -83,7 +113,7 @@ def test_mixednet_variable_form_fits_the_original_arena_in_tflite_micro_python()
     assert after <= before
 
 
-def test_shared_split_buffer_is_exact_in_tflite_micro(host):
+def test_merged_mixconv_stream_is_exact_in_tflite_micro(host):
     report = xstream.verify(xstream.load(MIXEDNET), xstream.convert(xstream.load(MIXEDNET), state="variable"),
                             runtime="tflm-host", steps=90, sequences=1)
     assert report.equal
@@ -102,3 +132,45 @@ def test_convert_and_inspect_name_the_cheapest_form(tmp_path, host):
     # a form that gains: no note
     r = CliRunner().invoke(main, ["convert", str(MIXEDNET), str(tmp_path / "m.tflite"), "--state", "variable"])
     assert r.exit_code == 0 and "TFLite Micro arena" not in r.stderr
+
+
+def _set_in_place(model, value: bool):
+    for op in model.main.operators:
+        if op.kind == "RING_BUFFER":
+            axis, frames = ring_buffer.decode_options(op)
+            op.custom_options = ring_buffer.encode_options(axis, frames, value)
+            op.outputs[0].is_variable = value
+    return model
+
+
+@pytest.mark.parametrize("name", ["causal_mean_int8", "ds_cnn_kws_int8", "tdnn_dilated_int8"])
+def test_in_place_windows_are_chosen_where_they_cost_less(name, host):
+    """Each RING_BUFFER keeps its state in its window only where that lowers the planned arena: the chosen
+    stream needs no more TFLite Micro arena than all-in-place or none-in-place (measured in the harness)."""
+    m = xstream.load(MODELS / f"{name}.tflite")
+    chosen = xstream.convert(m)
+    flags = [ring_buffer.in_place(op) for op in chosen.main.operators if op.kind == "RING_BUFFER"]
+    arena = {k: smallest_arena_host(xstream.serialize(v), host) for k, v in {
+        "chosen": chosen, "all": _set_in_place(xstream.convert(m), True),
+        "none": _set_in_place(xstream.convert(m), False)}.items()}
+    assert any(flags)
+    assert arena["chosen"] <= min(arena["all"], arena["none"]) + 64, arena  # 64: the harness's search band
+    assert xstream.verify(m, chosen, runtime="tflm-host", steps=60, sequences=1).equal
+
+
+def test_reshape_chains_collapse_and_a_shared_middle_stays():
+    from builders import GraphBuilder
+    from xstream.passes.drop_identity_ops import drop_identity_ops
+    g = GraphBuilder()
+    x = g.input((1, 4, 1, 8))
+    a = g.reshape(x, (1, 4, 8))
+    b = g.reshape(a, (1, 4, 1, 8))  # back to x's shape: both go
+    c = g.reshape(b, (1, 32))
+    m = drop_identity_ops(g.model([c])).model
+    assert [op.type for op in m.main.operators] == ["RESHAPE"] and m.main.operators[0].inputs[0] is m.main.inputs[0]
+    g = GraphBuilder()
+    x = g.input((1, 4, 1, 8))
+    a = g.reshape(x, (1, 4, 8))
+    b = g.reshape(a, (1, 32))
+    m = drop_identity_ops(g.model([b, a])).model  # `a` is also an output: the chain stays
+    assert [op.type for op in m.main.operators] == ["RESHAPE", "RESHAPE"]

@@ -1,10 +1,12 @@
 """The conversion, as one list of passes in the order they run, and the targets that choose among them.
 
-    normalize   index_operators -> resolve_shapes -> fold_unrolled_frames -> fold_dilated_convs
+    normalize   index_operators -> resolve_shapes -> fold_unrolled_frames -> fold_dilated_convs ->
+                merge_depthwise_branches
     analyze     follow time, plan state (changes nothing)
     state       insert_ring_buffers (or the form's own insertion) -> share_split_buffers + the form's lowering, if any
     target      static_reshapes (xcore)
-    tidy        drop_identity_ops -> share_constants (each op and tensor costs TFLite Micro arena)
+    tidy        drop_identity_ops -> share_constants (each op and tensor costs TFLite Micro arena) ->
+                in_place_windows (ring-buffer form: which buffers keep their state in their window)
     names       unique_names; every pass's `ensures` and the post-conditions below are checked
 
 The user's model is copied once (`normalize`); every pass edits that working copy, and the plan refers to its
@@ -27,7 +29,9 @@ from .passes.esphome_io import esphome_io
 from .passes.fold_dilated_convs import fold_dilated_convs
 from .passes.fold_unrolled_frames import fold_unrolled_frames
 from .passes.index_operators import index_operators
+from .passes.in_place_windows import in_place_windows
 from .passes.insert_ring_buffers import insert_ring_buffers
+from .passes.merge_depthwise_branches import merge_depthwise_branches
 from .passes.resolve_shapes import resolve_shapes
 from .passes.share_constants import share_constants
 from .passes.share_split_buffers import share_split_buffers
@@ -40,6 +44,7 @@ NORMALIZE: tuple[Pass, ...] = (
     resolve_shapes,  # placeholder shapes of an unknown batch -> real shapes at batch 1
     fold_unrolled_frames,  # TimeDistributed unrolled per frame -> one chain over all frames
     fold_dilated_convs,  # SPACE_TO_BATCH_ND blocks -> one dilated conv
+    merge_depthwise_branches,  # MixConv: split -> depthwise per kernel size -> concat = one depthwise conv
 )
 POSTCONDITIONS = ("unique_names", "topological", "batch_one")
 
@@ -92,7 +97,10 @@ def state_passes(form: forms.StateForm, preset: Target | None) -> list[Pass]:
         passes += [share_split_buffers, form.lower]
     if preset is not None:
         passes += preset.passes
-    return passes + [drop_identity_ops, share_constants, unique_names]
+    tidy = [drop_identity_ops, share_constants]
+    if form.insert is None and form.lower is None:  # RING_BUFFERs stay: each keeps its state where it costs least
+        tidy.append(in_place_windows)
+    return passes + tidy + [unique_names]
 
 
 @dataclass

@@ -3,7 +3,9 @@
    y = the last `frames` frames of concat(state, x) along `axis`; state = the last max(frames - n, 0) frames of y.
    The op only moves bytes, so one code path serves every fixed-size type (int8, int16, float32, ...). The state
    is kept in time order (oldest first) in a persistent buffer allocated in Prepare, never in the activation
-   arena, and starts at the zero point of x. */
+   arena, and starts at the zero point of x. With the option "in_place" (y is then a variable tensor, which
+   TFLite Micro allocates outside the activation plan), y itself is the state: each invoke shifts it by n
+   frames and appends x, and no other buffer is kept (docs/RING_BUFFER.md). */
 #include "ring_buffer.h"
 
 #include <cstddef>
@@ -29,6 +31,8 @@ struct OpData {
   int axis;
   int frames;
   bool options_ok;
+  bool fill_pending;     // in place: set y to the zero point at the next Eval
+  bool in_place;         // option "in_place": y is a variable tensor and is the state (outer x frames x frame_bytes)
   // Fixed in Prepare from the shape of x.
   int n;                 // frames of x per invoke
   int keep;              // frames of state: max(frames - n, 0)
@@ -36,7 +40,7 @@ struct OpData {
   size_t frame_bytes;    // bytes of one frame: product of the dimensions after axis, times the element size
   TfLiteType type;
   int32_t zero_point;    // the state's initial value (0 for float)
-  uint8_t* state;        // outer x keep x frame_bytes, oldest frame first
+  uint8_t* state;        // outer x keep x frame_bytes, oldest frame first (in place: y's data)
   size_t state_bytes;
   // The interpreter's context, to find this op again in ResetRingBuffers(interpreter).
   const TfLiteContext* context;
@@ -102,7 +106,7 @@ size_t ElementSize(TfLiteType type) {
 }
 
 // Every state element back to the zero point: the encoding of real 0.0.
-void FillInitial(OpData* op) {
+void FillNow(OpData* op) {
   if (op->state == nullptr || op->state_bytes == 0) return;
   switch (op->type) {
     case kTfLiteInt8:
@@ -119,6 +123,16 @@ void FillInitial(OpData* op) {
       memset(op->state, 0, op->state_bytes);
       return;
   }
+}
+
+// The same, at a reset. In place it happens at the next Eval: y's memory is TFLite Micro's, which resets variable
+// tensors itself after the kernels' reset hooks (int8 to the zero point, but int16 to 0).
+void FillInitial(OpData* op) {
+  if (op->in_place) {
+    op->fill_pending = true;
+    return;
+  }
+  FillNow(op);
 }
 
 void* Init(TfLiteContext* context, const char* buffer, size_t length) {
@@ -139,6 +153,10 @@ void* Init(TfLiteContext* context, const char* buffer, size_t length) {
         op->axis = axis.AsInt32();
         op->frames = frames.AsInt32();
         op->options_ok = true;
+      }
+      const flexbuffers::Reference in_place = map["in_place"];
+      if (in_place.IsBool() || in_place.IsIntOrUint()) {
+        op->in_place = in_place.IsBool() ? in_place.AsBool() : in_place.AsInt32() != 0;
       }
     }
   }
@@ -202,8 +220,13 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   if (y != nullptr) micro_context->DeallocateTempTfLiteTensor(y);
   if (status != kTfLiteOk) return status;
 
-  const size_t bytes = op->outer * static_cast<size_t>(op->keep) * op->frame_bytes;
-  if (op->state == nullptr || op->state_bytes != bytes) {
+  if (op->in_place) {
+    // y is the state. TFLite Micro allocates variable tensors after Prepare and sets them to their zero point
+    // itself (at allocation and at Reset), so its address is taken at the first Eval.
+    op->state = nullptr;
+    op->state_bytes = op->outer * static_cast<size_t>(op->frames) * op->frame_bytes;
+  } else if (const size_t bytes = op->outer * static_cast<size_t>(op->keep) * op->frame_bytes;
+             op->state == nullptr || op->state_bytes != bytes) {
     op->state = nullptr;
     op->state_bytes = bytes;
     if (bytes > 0) {
@@ -224,11 +247,18 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
 }
 
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
-  const OpData* op = static_cast<const OpData*>(node->user_data);
+  OpData* op = static_cast<OpData*>(node->user_data);
   const TfLiteEvalTensor* x = tflm::micro::GetEvalInput(context, node, 0);
   TfLiteEvalTensor* y = tflm::micro::GetEvalOutput(context, node, 0);
   const uint8_t* in = reinterpret_cast<const uint8_t*>(x->data.raw_const);
   uint8_t* out = reinterpret_cast<uint8_t*>(y->data.raw);
+  if (op->in_place) {
+    op->state = out;
+    if (op->fill_pending) {
+      FillNow(op);
+      op->fill_pending = false;
+    }
+  }
   const size_t fb = op->frame_bytes;
   const size_t n = static_cast<size_t>(op->n);
   const size_t frames = static_cast<size_t>(op->frames);
@@ -236,6 +266,11 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   for (size_t o = 0; o < op->outer; ++o) {
     const uint8_t* xo = in + o * n * fb;
     uint8_t* yo = out + o * frames * fb;
+    if (op->in_place && keep > 0) {        // y holds the last invoke's frames: drop the oldest n, append x
+      memmove(yo, yo + n * fb, keep * fb);
+      memcpy(yo + keep * fb, xo, n * fb);
+      continue;
+    }
     if (keep == 0) {  // frames <= n: the newest `frames` frames of x
       memcpy(yo, xo + (n - frames) * fb, frames * fb);
       continue;

@@ -4,7 +4,9 @@
    For each vector it builds a one-op model (x -> RING_BUFFER -> y) with the options encoded by flexbuffers,
    runs the invokes, checks every output byte for byte, and resets where the vector says (alternating
    xstream::ResetRingBuffers and MicroInterpreter::Reset). Then two interpreters of one model run interleaved:
-   resetting one leaves the other alone. Prints "N passed, M failed"; exit status 0 only if nothing failed. */
+   resetting one leaves the other alone. Everything runs twice: with the state in the kernel's own buffer, and
+   in place (option "in_place", y a variable tensor that is the state). Prints "N passed, M failed"; exit status 0
+   only if nothing failed. */
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -108,6 +110,8 @@ tflm::TensorType TensorType(const std::string& dtype) {
   return tflm::TensorType_FLOAT32;
 }
 
+bool g_in_place = false;  // build the op with option "in_place" and y a variable tensor
+
 // x -> RING_BUFFER{axis, frames} -> y, options written with flexbuffers like xstream.ring_buffer.encode_options.
 std::vector<uint8_t> BuildModel(const Vector& v) {
   flatbuffers::FlatBufferBuilder fbb;
@@ -115,6 +119,7 @@ std::vector<uint8_t> BuildModel(const Vector& v) {
   options.Map([&]() {
     options.Int("axis", v.axis);
     options.Int("frames", v.frames);
+    if (g_in_place) options.Bool("in_place", true);
   });
   options.Finish();
   std::vector<int32_t> y_shape = v.shape;
@@ -129,7 +134,7 @@ std::vector<uint8_t> BuildModel(const Vector& v) {
   const auto x = tflm::CreateTensor(fbb, fbb.CreateVector(v.shape), TensorType(v.dtype), 0,
                                     fbb.CreateString("x"), qx);
   const auto y = tflm::CreateTensor(fbb, fbb.CreateVector(y_shape), TensorType(v.dtype), 0,
-                                    fbb.CreateString("y"), qy);
+                                    fbb.CreateString("y"), qy, g_in_place);
   const auto op = tflm::CreateOperator(fbb, 0, fbb.CreateVector(std::vector<int32_t>{0}),
                                        fbb.CreateVector(std::vector<int32_t>{1}), tflm::BuiltinOptions_NONE, 0,
                                        fbb.CreateVector(options.GetBuffer()),
@@ -247,8 +252,14 @@ int main(int argc, char** argv) {
     fprintf(stderr, "cannot read vectors from %s\n", argv[1]);
     return 2;
   }
-  for (const Vector& v : vectors) RunVector(v);
-  RunTwoInterpreters(vectors[1]);
+  for (bool in_place : {false, true}) {
+    g_in_place = in_place;
+    for (Vector v : vectors) {
+      if (in_place) v.name += " (in place)";
+      RunVector(v);
+    }
+    RunTwoInterpreters(vectors[1]);
+  }
   {
     // After both interpreters are gone, no ring buffer is left to reset.
     Check(xstream::ResetAllRingBuffers() == 0, "destroyed interpreters leave no ring buffer behind");

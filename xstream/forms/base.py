@@ -19,6 +19,7 @@ class StateBuffer:
     form: str  # ring-buffer, variable, external, circular-buffer
     bytes: int
     in_arena: bool  # external state is model I/O, planned in the arena with the activations
+    in_place: bool = False  # a RING_BUFFER whose window is its state: it holds the window's frames
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ def lower(model: Model, keeper: Keeper, *, suffixes: tuple[str, ...] = ("",)) ->
         changed = True
         axis, frames = ring_buffer.decode_options(op)
         x, y = op.inputs[0], op.outputs[0]
+        y.is_variable = False  # an in-place window: a builtin op writes it now
         n = x.shape[axis]
         keep = frames - n
         at = sg.index_of(op)

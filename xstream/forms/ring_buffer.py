@@ -15,8 +15,19 @@ CUSTOM_CODE = "RING_BUFFER"
 FLEXBUFFERS_FORMAT = 0  # CustomOptionsFormat.FLEXBUFFERS
 
 
-def encode_options(axis: int, frames: int) -> bytes:
-    return bytes(flexbuffers.Dumps({"axis": int(axis), "frames": int(frames)}))
+def encode_options(axis: int, frames: int, in_place: bool = False) -> bytes:
+    opts = {"axis": int(axis), "frames": int(frames)}
+    if in_place:
+        opts["in_place"] = True
+    return bytes(flexbuffers.Dumps(opts))
+
+
+def in_place(op: Operator) -> bool:
+    """Option "in_place": the output is a variable tensor and is the op's state (docs/RING_BUFFER.md)."""
+    try:
+        return bool(flexbuffers.Loads(op.custom_options or b"").get("in_place", False))
+    except Exception:
+        return False
 
 
 def decode_options(op: Operator) -> tuple[int, int]:
@@ -28,9 +39,12 @@ def decode_options(op: Operator) -> tuple[int, int]:
             from None
 
 
-def make_op(x: Tensor, y: Tensor, axis: int, frames: int) -> Operator:
-    return Operator("CUSTOM", [x], [y], custom_code=CUSTOM_CODE, custom_options=encode_options(axis, frames),
-                    custom_options_format=FLEXBUFFERS_FORMAT)
+def make_op(x: Tensor, y: Tensor, axis: int, frames: int, *, in_place: bool = False) -> Operator:
+    """x -> RING_BUFFER -> y; `in_place`: y becomes a variable tensor that is the state (no window in the
+    activation arena, n more frames of state)."""
+    y.is_variable = in_place
+    return Operator("CUSTOM", [x], [y], custom_code=CUSTOM_CODE,
+                    custom_options=encode_options(axis, frames, in_place), custom_options_format=FLEXBUFFERS_FORMAT)
 
 
 def is_ring_buffer(op: Operator) -> bool:
@@ -68,8 +82,8 @@ def _state_buffers(model: Model) -> list[StateBuffer]:
             axis, frames = decode_options(op)
             x = op.inputs[0]
             n = x.shape[axis]
-            keep = max(frames - n, 0)
-            out.append(StateBuffer(x.name, NAME, keep * (x.nbytes // n if n else 0), False))
+            keep = frames if in_place(op) else max(frames - n, 0)  # in place: the window is the state
+            out.append(StateBuffer(x.name, NAME, keep * (x.nbytes // n if n else 0), False, in_place(op)))
     return out
 
 

@@ -1,11 +1,14 @@
 """Drop ops that copy their input unchanged: a crop on time that the stream opened (every frame of a step passes),
-a reshape to the shape it already has. Each costs TFLite Micro an op, a tensor and its copy (docs/TFLM_COST.md)."""
+a reshape to the shape it already has, and a reshape of a reshape (Conv1D's squeeze to [1, T, C] and the next
+Conv1D's expand back to [1, T, 1, C] become one reshape, which is then often to the same shape). Each costs
+TFLite Micro an op, a tensor and its copy (docs/TFLM_COST.md)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Model, Operator
+from .. import make, ops
+from ..ir import Model, Operator, Subgraph
 from . import Pass
 
 
@@ -27,9 +30,37 @@ def _is_identity(op: Operator) -> bool:
     return True
 
 
+def _is_reshape(op: Operator) -> bool:
+    """RESHAPE, EXPAND_DIMS or SQUEEZE of a static shape: only the shape changes, never a byte."""
+    return ops.family(op) == ops.RESHAPE and bool(op.inputs) and op.inputs[0] is not None and \
+        all(d >= 0 for d in op.outputs[0].shape)
+
+
+def _collapse_reshapes(sg: Subgraph) -> bool:
+    """reshape(reshape(x)) -> RESHAPE(x) where the inner result has no other reader."""
+    changed = False
+    for op in list(sg.operators):
+        if not _is_reshape(op):
+            continue
+        mid = op.inputs[0]
+        inner = sg.producer(mid)
+        if inner is None or not _is_reshape(inner) or mid in sg.outputs or len(sg.consumers(mid)) != 1:
+            continue
+        x, y = inner.inputs[0], op.outputs[0]
+        if x.dtype != y.dtype or (x.quantization is None) != (y.quantization is None) or \
+                (x.quantization is not None and not x.quantization.same_as(y.quantization)):
+            continue
+        at = sg.operators.index(op)
+        sg.operators[at] = make.reshape(x, y)
+        sg.operators.remove(inner)
+        changed = True
+    return changed
+
+
 def _run(model: Model) -> bool:
     changed = False
     for sg in model.subgraphs:
+        changed |= _collapse_reshapes(sg)
         for op in list(sg.operators):
             if _is_identity(op) and op.outputs[0] not in sg.outputs:
                 model.replace_uses(sg, op.outputs[0], op.inputs[0], skip=op)

@@ -19,7 +19,8 @@ def _run(model: Model, plan: StreamPlan) -> bool:
         x = state.tensor
         n, frames = state.frames_in, state.frames
         buffered = make.like(x, f"{x.name}/ring_buffer", make.with_axis(x.shape, state.axis, frames))
-        new_ops = [ring_buffer.make_op(x, buffered, state.axis, frames)]
+        # in place: the window is the state, no copy of it in the activation arena (docs/RING_BUFFER.md)
+        new_ops = [ring_buffer.make_op(x, buffered, state.axis, frames, in_place=True)]
         views: dict[tuple[int, int], Tensor] = {(0, frames): buffered}
         for r in state.readers:
             window = (r.lag, r.length(n))

@@ -28,7 +28,8 @@ def conversion_report(input_path: str, output_path: str, original: Model, result
                          for s in plan.slides],
         "heads": [op.kind for op in plan.heads],
         # What the emitted model keeps (each form keeps the plan's state its own way).
-        "states": [{"tensor": b.name, "form": b.form, "bytes": b.bytes} for b in kept.states],
+        "states": [{"tensor": b.name, "form": b.form, "bytes": b.bytes, "in_place": b.in_place}
+                   for b in kept.states],
         "target_note": _target_note(result),
         "minimum_state_bytes": plan.minimum_state_bytes,
         # Planned figures (convert runs no model): RAM = activations + state, MACs per step.

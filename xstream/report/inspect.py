@@ -99,7 +99,7 @@ def stream_summary(model: Model, state: str = forms.DEFAULT, hop: int | None = N
     low = minimum_step_cost(work, plan)
     before = measure(model)
     result = rewrite(work, plan, state)
-    fill_step_costs(rows, analysed, result.model)
+    fill_step_costs(rows, analysed, result.model, plan)
     after = measure(result.model)
     known = set(analysed)
     added: dict[str, int] = {}  # ops the conversion added (state handling), by kind

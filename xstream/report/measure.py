@@ -42,7 +42,7 @@ import numpy as np
 
 from .. import forms, ops
 from ..analysis import StreamPlan
-from ..forms import StateBuffer
+from ..forms import StateBuffer, ring_buffer
 from ..ir import Model, Operator, Subgraph, Tensor
 
 ALIGNMENT = 16
@@ -384,14 +384,41 @@ def stream_rows(model: Model, plan: StreamPlan) -> list[StreamRow]:
     return rows
 
 
-def fill_step_costs(rows: list[StreamRow], analysed_ops: list[Operator], streaming: Model) -> None:
+def fill_step_costs(rows: list[StreamRow], analysed_ops: list[Operator], streaming: Model,
+                    plan: StreamPlan | None = None) -> None:
     """Each row's cost per step in `streaming`, the model the plan was applied to in place (its surviving ops are
-    the analysed ops themselves); None for an op the conversion removed."""
+    the analysed ops themselves); None for an op the conversion removed. With `plan`, a state whose RING_BUFFER
+    keeps it in its window (in place) counts the window's frames, as the stream holds them."""
     kept = set(streaming.main.operators)
     for row, op in zip(rows, analysed_ops):
         step = op_cost(op) if op in kept else None
         row.step_macs = None if step is None else step.macs
         row.step_other = None if step is None else step.other
+    if plan is None:
+        return
+    where = {op: i for i, op in enumerate(analysed_ops)}
+    sg = streaming.main
+
+    def buffer_of(t: Tensor | None) -> Operator | None:  # the RING_BUFFER a reader's window comes from
+        for _ in range(8):
+            op = sg.producer(t) if t is not None else None
+            if op is None or ring_buffer.is_ring_buffer(op):
+                return op
+            if op.type != "STRIDED_SLICE" and ops.family(op) != ops.RESHAPE:
+                return None
+            t = op.inputs[0]
+        return None
+
+    for st in plan.states:
+        readers = [where[r.op] for r in st.readers if r.op in where]
+        rb = next((b for b in (buffer_of(r.op.inputs[r.slot]) for r in st.readers if r.op in kept) if b), None)
+        if rb is None or not ring_buffer.in_place(rb) or not readers:
+            continue
+        row = rows[min(readers)]
+        axis, frames = ring_buffer.decode_options(rb)
+        n = rb.inputs[0].shape[axis]
+        row.state_frames = frames
+        row.state_bytes = frames * (rb.inputs[0].nbytes // n if n else 0)
 
 
 def ratio(a: float, b: float) -> float | None:

@@ -119,8 +119,10 @@ def conversion(r: dict) -> str:
                  "streamed  none (no op slides along time; the stream only buffers what the head reads)")
     if r["heads"]:
         lines.append(f"heads     {', '.join(r['heads'])} (read the whole window from a ring buffer)")
+    in_place = sum(1 for s in r["states"] if s.get("in_place"))
+    held = f"; {in_place} in place: window and state are one buffer, outside the activations" if in_place else ""
     lines.append(f"state     {r['state_bytes']} bytes in {len(r['states'])} buffer(s) (minimum by the contract "
-                 f"{r['minimum_state_bytes']}), form {r['state_form']}")
+                 f"{r['minimum_state_bytes']}{held}), form {r['state_form']}")
     if r["frames_per_invoke"] != r["hop"]:
         lines.append(f"invokes   {r['frames_per_invoke']} frame(s) per invoke; the outputs of a step are those of "
                      f"its last invoke (every {r['hop'] // r['frames_per_invoke']}th)")

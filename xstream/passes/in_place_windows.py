@@ -1,0 +1,63 @@
+"""Which RING_BUFFERs keep their state in their window (option "in_place", docs/RING_BUFFER.md).
+
+In place, a RING_BUFFER's output is a variable tensor that is its state: TFLite Micro keeps it outside the
+activation plan, so the window costs no activation memory, but it holds `n` more frames than the state alone.
+That wins where the window is live when the plan peaks (a head reading the whole window, a long dilated kernel)
+and loses where the window overlaps nothing (the plan reuses its bytes anyway). Each buffer is set the way that
+gives the smaller planned activations + state (TFLite Micro's greedy plan, report/measure.py), one at a time
+until nothing improves. Measured in the harness on the zoo and holdout int8 models (docs/TFLM_COST.md).
+"""
+
+from __future__ import annotations
+
+from ..forms import ring_buffer
+from ..ir import Model, Operator
+from ..report.measure import align, plan_arena
+from . import Pass
+
+MAX_ROUNDS = 3
+
+
+def _state_bytes(op: Operator) -> int:
+    axis, frames = ring_buffer.decode_options(op)
+    x = op.inputs[0]
+    n = x.shape[axis]
+    per_frame = x.nbytes // n if n else 0
+    return align(per_frame * (frames if ring_buffer.in_place(op) else max(frames - n, 0)))
+
+
+def _set(op: Operator, in_place: bool) -> None:
+    axis, frames = ring_buffer.decode_options(op)
+    op.custom_options = ring_buffer.encode_options(axis, frames, in_place)
+    op.outputs[0].is_variable = in_place
+
+
+def _cost(model: Model, buffers: list[Operator]) -> int:
+    return plan_arena(model).peak + sum(_state_bytes(op) for op in buffers)
+
+
+def _run(model: Model) -> bool:
+    buffers = [op for op in model.main.operators if ring_buffer.is_ring_buffer(op)]
+    for op in buffers:  # a window that is also a model output stays an activation
+        if op.outputs[0] in model.main.outputs and ring_buffer.in_place(op):
+            _set(op, False)
+    candidates = [op for op in buffers if op.outputs[0] not in model.main.outputs]
+    if not candidates:
+        return False
+    before = {op: ring_buffer.in_place(op) for op in candidates}
+    best = _cost(model, buffers)
+    for _ in range(MAX_ROUNDS):
+        improved = False
+        for op in candidates:
+            _set(op, not ring_buffer.in_place(op))
+            cost = _cost(model, buffers)
+            if cost < best:
+                best, improved = cost, True
+            else:
+                _set(op, not ring_buffer.in_place(op))
+        if not improved:
+            break
+    return any(ring_buffer.in_place(op) != was for op, was in before.items())
+
+
+in_place_windows = Pass("in_place_windows", _run, requires=("topological",), ensures=("topological",))
