@@ -174,3 +174,28 @@ def test_reshape_chains_collapse_and_a_shared_middle_stays():
     b = g.reshape(a, (1, 32))
     m = drop_identity_ops(g.model([b, a])).model  # `a` is also an output: the chain stays
     assert [op.type for op in m.main.operators] == ["RESHAPE", "RESHAPE"]
+
+
+@pytest.mark.parametrize("name", ["mww/mixednet_int8", "causal_mean_int8", "tdnn_dilated_float"])
+def test_target_tflm_variable_form_has_no_init_subgraph(name):
+    """TFLite Micro starts resource variables at their zero point itself: --target tflm drops the init subgraph,
+    still exact in TFLite Micro from the first step (causal_mean's contract compares the first window), and
+    needs less arena there; without the target the init stays (LiteRT needs it)."""
+    pytest.importorskip("tflite_micro")
+    m = xstream.load(MODELS / f"{name}.tflite")
+    plain = xstream.convert(m, state="variable")
+    tflm = xstream.convert(m, state="variable", target="tflm")
+    assert forms.variable.has_init(plain) and len(plain.subgraphs) == 2
+    assert not forms.variable.has_init(tflm) and len(tflm.subgraphs) == 1
+    assert xstream.verify(m, tflm, runtime="tflm", sequences=2).equal
+    assert smallest_arena_tflm(xstream.serialize(tflm)) < smallest_arena_tflm(xstream.serialize(plain))
+
+
+def test_verify_refuses_litert_for_a_stream_without_init(tmp_path):
+    src = MODELS / "causal_mean_int8.tflite"
+    out = tmp_path / "t.tflite"
+    r = CliRunner().invoke(main, ["convert", str(src), str(out), "--state", "variable", "--target", "tflm"])
+    assert r.exit_code == 0, r.output
+    assert "no init subgraph" in r.stdout
+    r = CliRunner().invoke(main, ["verify", str(src), str(out)])
+    assert r.exit_code == 2 and "verify with --runtime tflm" in r.stderr

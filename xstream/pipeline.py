@@ -4,7 +4,7 @@
                 merge_depthwise_branches
     analyze     follow time, plan state (changes nothing)
     state       insert_ring_buffers (or the form's own insertion) -> share_split_buffers + the form's lowering, if any
-    target      static_reshapes (xcore)
+    target      static_reshapes (xcore), drop_variable_init (tflm)
     tidy        drop_identity_ops -> share_constants (each op and tensor costs TFLite Micro arena) ->
                 in_place_windows (ring-buffer form: which buffers keep their state in their window)
     names       unique_names; every pass's `ensures` and the post-conditions below are checked
@@ -25,6 +25,7 @@ from .passes import Pass
 from .passes.conditions import check
 from .passes.context_reference import context_reference as context_reference_pass
 from .passes.drop_identity_ops import drop_identity_ops
+from .passes.drop_variable_init import drop_variable_init
 from .passes.esphome_io import esphome_io
 from .passes.fold_dilated_convs import fold_dilated_convs
 from .passes.fold_unrolled_frames import fold_unrolled_frames
@@ -65,7 +66,9 @@ TARGETS = {
                     "I/O, and EXPAND_DIMS (which its planner cannot prepare) becomes RESHAPE",
                     passes=(static_reshapes,)),
     "tflm": Target(forms.DEFAULT, forms.NAMES, "TFLite Micro with xstream's RING_BUFFER kernel (kernels/ring_buffer); "
-                   "use --state variable or circular-buffer for no custom kernel"),
+                   "use --state variable or circular-buffer for no custom kernel (variable: no init subgraph, TFLite "
+                   "Micro starts resource variables at their zero point itself; LiteRT would start them at 0)",
+                   passes=(drop_variable_init,)),
     "litert": Target(forms.variable.NAME, (forms.variable.NAME, forms.external.NAME),
                      "stock LiteRT has no RING_BUFFER kernel and runs resource variables (a fresh interpreter starts "
                      "a new utterance)"),

@@ -51,6 +51,12 @@ class _Variables:
                                         options_type="CallOnceOptions"))
 
 
+def has_init(model: Model) -> bool:
+    """Does the model zero its resource variables itself (a CALL_ONCE init subgraph)? Without one (--target tflm,
+    passes/drop_variable_init.py) only TFLite Micro starts them at their zero point."""
+    return any(op.type == "CALL_ONCE" for op in model.main.operators)
+
+
 def _run(model: Model) -> bool:
     return lower_ring_buffers.lower(model, _Variables(model))
 
