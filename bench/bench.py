@@ -250,7 +250,7 @@ def _f(x: float, digits: int = 1) -> str:
     return f"{x:,.{digits}f}"
 
 
-def print_tables(rows: list[dict], synth: dict, runs: int) -> list[str]:
+def print_tables(rows: list[dict], synth: dict | None, runs: int) -> list[str]:
     out = []
     for resolver, what in (("BUILTIN", "default resolver (XNNPACK delegate on float graphs)"),
                            ("BUILTIN_WITHOUT_DEFAULT_DELEGATES", "BUILTIN_WITHOUT_DEFAULT_DELEGATES")):
@@ -300,6 +300,8 @@ def print_tables(rows: list[dict], synth: dict, runs: int) -> list[str]:
         for h in r.get("hop_macs", []):
             out.append(f"| {r['model']} | {h['hop']} | {h['macs']:,} | {h['minimum']:,} | {h['emitted_only']:,} "
                        f"| {h['macs'] / h['hop']:,.0f} |")
+    if synth is None:  # --synthetic-runs 0
+        return out
     out.append("")
     out.append(f"### Synthetic model: {synth['bytes'] / 1e6:.1f} MB float32 Conv1D stack (13 x 3x256x256), "
                "medians")
@@ -311,15 +313,16 @@ def print_tables(rows: list[dict], synth: dict, runs: int) -> list[str]:
     return out
 
 
-def targets(rows: list[dict], synth: dict) -> list[str]:
+def targets(rows: list[dict], synth: dict | None) -> list[str]:
     by = {r["model"]: r for r in rows if "refused" not in r}
     lines = ["### Targets", ""]
 
     def mark(ok: bool) -> str:
         return "PASS" if ok else "MISS"
 
-    lines.append(f"- conversion of a {synth['bytes'] / 1e6:.1f} MB model under 1 s: {synth['total_ms']:.0f} ms "
-                 f"(load + convert + save) -> {mark(synth['total_ms'] < 1000)}")
+    if synth is not None:
+        lines.append(f"- conversion of a {synth['bytes'] / 1e6:.1f} MB model under 1 s: {synth['total_ms']:.0f} ms "
+                     f"(load + convert + save) -> {mark(synth['total_ms'] < 1000)}")
     for name in ("ds_cnn_kws_int8", "ds_cnn_kws_float"):
         if name in by:
             r = by[name]
@@ -368,7 +371,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=200, help="invokes per model and resolver (median)")
     ap.add_argument("--convert-runs", type=int, default=5, help="conversions per model (median)")
-    ap.add_argument("--synthetic-runs", type=int, default=5, help="load+convert+save of the 10 MB model")
+    ap.add_argument("--synthetic-runs", type=int, default=5, help="load+convert+save of the 10 MB model (0: skip)")
     ap.add_argument("--tflm-runs", type=int, default=300, help="invokes per model in the TFLite Micro harness "
                     "(median; 0: skip)")
     ap.add_argument("--models", nargs="*", help="zoo stems (default: all)")
@@ -383,8 +386,10 @@ def main(argv=None) -> int:
         rows.append(bench_model(p, args.runs, args.convert_runs, args.tflm_runs))
         if "tflm" in rows[-1]:
             rows[-1]["tflm_runs"] = args.tflm_runs
-    print("... synthetic", file=sys.stderr)
-    synth = bench_synthetic(args.synthetic_runs)
+    synth = None
+    if args.synthetic_runs > 0:
+        print("... synthetic", file=sys.stderr)
+        synth = bench_synthetic(args.synthetic_runs)
     lines = print_tables(rows, synth, args.runs) + [""] + targets(rows, synth)
     lines += ["", f"Machine: {_cpu()}, Python {platform.python_version()}, ai-edge-litert {_version('ai-edge-litert')}"]
     print("\n".join(lines))
