@@ -67,6 +67,13 @@ class Quantization:
         return self.quantized_dimension == other.quantized_dimension
 
 
+def same_quantization(a: Tensor, b: Tensor) -> bool:
+    """Do `a` and `b` encode values alike: both unquantized, or the same scales, zero points and axis?"""
+    if a.quantization is None or b.quantization is None:
+        return a.quantization is None and b.quantization is None
+    return a.quantization.same_as(b.quantization)
+
+
 @dataclass(eq=False)
 class Tensor:
     name: str

@@ -75,16 +75,18 @@ class RingBufferReference:
         return y
 
 
+def held_bytes(op: Operator) -> int:
+    """The bytes a RING_BUFFER holds between invokes: its state, or in place its whole window."""
+    axis, frames = decode_options(op)
+    x = op.inputs[0]
+    n = x.shape[axis]
+    held = frames if in_place(op) else max(frames - n, 0)
+    return held * (x.nbytes // n if n else 0)
+
+
 def _state_buffers(model: Model) -> list[StateBuffer]:
-    out = []
-    for op in model.main.operators:
-        if is_ring_buffer(op):
-            axis, frames = decode_options(op)
-            x = op.inputs[0]
-            n = x.shape[axis]
-            keep = frames if in_place(op) else max(frames - n, 0)  # in place: the window is the state
-            out.append(StateBuffer(x.name, NAME, keep * (x.nbytes // n if n else 0), False, in_place(op)))
-    return out
+    return [StateBuffer(op.inputs[0].name, NAME, held_bytes(op), False, in_place(op))
+            for op in model.main.operators if is_ring_buffer(op)]
 
 
 NAME = "ring-buffer"

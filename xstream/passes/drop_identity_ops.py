@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import make, ops
-from ..ir import Model, Operator, Subgraph
+from ..ir import Model, Operator, Subgraph, same_quantization
 from . import Pass
 
 
@@ -16,10 +16,7 @@ def _is_identity(op: Operator) -> bool:
     if op.type not in ("STRIDED_SLICE", "SLICE", "RESHAPE") or not op.inputs or op.inputs[0] is None:
         return False
     x, y = op.inputs[0], op.outputs[0]
-    if tuple(x.shape) != tuple(y.shape) or x.dtype != y.dtype or y.is_variable:
-        return False
-    if (x.quantization is None) != (y.quantization is None) or \
-            (x.quantization is not None and not x.quantization.same_as(y.quantization)):
+    if tuple(x.shape) != tuple(y.shape) or x.dtype != y.dtype or y.is_variable or not same_quantization(x, y):
         return False
     if op.type == "STRIDED_SLICE":
         strides = op.inputs[3].data if len(op.inputs) > 3 and op.inputs[3] is not None else None
@@ -47,8 +44,7 @@ def _collapse_reshapes(sg: Subgraph) -> bool:
         if inner is None or not _is_reshape(inner) or mid in sg.outputs or len(sg.consumers(mid)) != 1:
             continue
         x, y = inner.inputs[0], op.outputs[0]
-        if x.dtype != y.dtype or (x.quantization is None) != (y.quantization is None) or \
-                (x.quantization is not None and not x.quantization.same_as(y.quantization)):
+        if x.dtype != y.dtype or not same_quantization(x, y):
             continue
         at = sg.operators.index(op)
         sg.operators[at] = make.reshape(x, y)

@@ -18,14 +18,6 @@ from . import Pass
 MAX_ROUNDS = 3
 
 
-def _state_bytes(op: Operator) -> int:
-    axis, frames = ring_buffer.decode_options(op)
-    x = op.inputs[0]
-    n = x.shape[axis]
-    per_frame = x.nbytes // n if n else 0
-    return align(per_frame * (frames if ring_buffer.in_place(op) else max(frames - n, 0)))
-
-
 def _set(op: Operator, in_place: bool) -> None:
     axis, frames = ring_buffer.decode_options(op)
     op.custom_options = ring_buffer.encode_options(axis, frames, in_place)
@@ -33,7 +25,7 @@ def _set(op: Operator, in_place: bool) -> None:
 
 
 def _cost(model: Model, buffers: list[Operator]) -> int:
-    return plan_arena(model).peak + sum(_state_bytes(op) for op in buffers)
+    return plan_arena(model).peak + sum(align(ring_buffer.held_bytes(op)) for op in buffers)
 
 
 def _run(model: Model) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import make
-from ..ir import PADDING_VALID, Model, Operator, Quantization, Subgraph, Tensor
+from ..ir import PADDING_VALID, Model, Operator, Quantization, Subgraph, Tensor, same_quantization
 from . import Pass
 
 MAX_EXTRA_MACS = 0.5  # merge when the zero taps cost at most this fraction of the branches' MACs
@@ -41,12 +41,6 @@ def _only_consumer(sg: Subgraph, t: Tensor) -> Operator | None:
     return users[0] if len(users) == 1 and t not in sg.outputs else None
 
 
-def _same_quant(a: Tensor, b: Tensor) -> bool:
-    if a.quantization is None or b.quantization is None:
-        return a.quantization is None and b.quantization is None
-    return a.quantization.same_as(b.quantization)
-
-
 def _crop_begin(op: Operator) -> list[int] | None:
     """A STRIDED_SLICE that crops the spatial axes of a [N, H, W, C] tensor (step 1, batch and channels whole):
     its begin on H and W, else None."""
@@ -66,7 +60,7 @@ def _crop_begin(op: Operator) -> list[int] | None:
     begin = [b % x.shape[i] if b < 0 else b for i, b in enumerate(begin)]
     if begin[0] or begin[3] or y.shape[0] != x.shape[0] or y.shape[3] != x.shape[3]:
         return None
-    if any(begin[a] + y.shape[a] > x.shape[a] for a in (1, 2)) or not _same_quant(x, y):
+    if any(begin[a] + y.shape[a] > x.shape[a] for a in (1, 2)) or not same_quantization(x, y):
         return None
     return [begin[1], begin[2]]
 
@@ -102,7 +96,7 @@ def _per_channel(q: Quantization | None, channels: int, axis: int) -> tuple[np.n
     return (scale, zp.astype(np.int64)) if len(zp) == channels else None
 
 
-def _merge(model: Model, sg: Subgraph, split: Operator) -> bool:
+def _merge(sg: Subgraph, split: Operator) -> bool:
     x = split.inputs[_DATA_SLOT[split.type]]
     if x is None or len(x.shape) != 4 or _const_axis(split.inputs[_AXIS_SLOT[split.type]], 4) != 3:
         return False
@@ -123,7 +117,7 @@ def _merge(model: Model, sg: Subgraph, split: Operator) -> bool:
     y = concat.outputs[0]
     weights = [c.inputs[1] for c in convs]
     biases = [c.inputs[2] if len(c.inputs) > 2 else None for c in convs]
-    if any(not _same_quant(c.inputs[0], x) or not _same_quant(c.outputs[0], y) or not _same_quant(b[2], y)
+    if any(not same_quantization(c.inputs[0], x) or not same_quantization(c.outputs[0], y) or not same_quantization(b[2], y)
            for c, b in zip(convs, branches)):
         return False
     if len({w.dtype for w in weights}) != 1 or weights[0].dtype not in ("float32", "int8") or \
@@ -222,7 +216,7 @@ def _run(model: Model) -> bool:
     for sg in model.subgraphs:
         for op in list(sg.operators):
             if op.type in _DATA_SLOT and op in sg.operators:
-                changed |= _merge(model, sg, op)
+                changed |= _merge(sg, op)
     return changed
 
 

@@ -415,10 +415,8 @@ def fill_step_costs(rows: list[StreamRow], analysed_ops: list[Operator], streami
         if rb is None or not ring_buffer.in_place(rb) or not readers:
             continue
         row = rows[min(readers)]
-        axis, frames = ring_buffer.decode_options(rb)
-        n = rb.inputs[0].shape[axis]
-        row.state_frames = frames
-        row.state_bytes = frames * (rb.inputs[0].nbytes // n if n else 0)
+        row.state_frames = ring_buffer.decode_options(rb)[1]
+        row.state_bytes = ring_buffer.held_bytes(rb)
 
 
 def ratio(a: float, b: float) -> float | None:
