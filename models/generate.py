@@ -20,12 +20,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
+import tflite_export as export  # noqa: E402
 
 OUT_DIR = os.path.dirname(os.path.abspath(__file__))
-REPRESENTATIVE_SAMPLES = 100
 
 
 def ds_cnn_kws(batch_size=1):
@@ -118,26 +117,8 @@ def build(index, builder, batch_size):
     return model
 
 
-def convert_float(model):
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    return converter.convert()
-
-
 def convert_int8(model, index):
-    shape = tuple(1 if d is None else d for d in model.inputs[0].shape)
-
-    def representative_dataset():
-        rng = np.random.default_rng(3000 + index)
-        for _ in range(REPRESENTATIVE_SAMPLES):
-            yield [rng.standard_normal(shape).astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
+    return export.convert_int8(model, export.normal_samples(export.input_shape(model), 3000 + index))
 
 
 # (suffix, batch size): the fixed-batch models are the main zoo. The "dynbatch" twins have the same
@@ -152,12 +133,8 @@ def main():
     for index, (name, builder) in enumerate(MODELS):
         for variant, batch_size in VARIANTS:
             model = build(index, builder, batch_size)
-            converted = (("float", convert_float(model)), ("int8", convert_int8(model, index)))
-            for kind, data in converted:
-                path = os.path.join(OUT_DIR, f"{name}{variant}_{kind}.tflite")
-                with open(path, "wb") as f:
-                    f.write(data)
-                print(f"{path}: {len(data)} bytes")
+            export.write(OUT_DIR, f"{name}{variant}_float", export.convert_float(model))
+            export.write(OUT_DIR, f"{name}{variant}_int8", convert_int8(model, index))
 
 
 if __name__ == "__main__":

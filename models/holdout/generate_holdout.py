@@ -28,9 +28,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # models/tflite_export.py
+import tflite_export as export  # noqa: E402
 
 OUT_DIR = os.path.dirname(os.path.abspath(__file__))
-REPRESENTATIVE_SAMPLES = 100
 MAX_BYTES = 100_000
 
 
@@ -319,25 +320,8 @@ def build(index, builder):
     return model
 
 
-def convert_float(model):
-    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
-
-
 def convert_int8(model, index):
-    shape = tuple(1 if d is None else d for d in model.inputs[0].shape)
-
-    def representative_dataset():
-        rng = np.random.default_rng(7000 + index)
-        for _ in range(REPRESENTATIVE_SAMPLES):
-            yield [rng.standard_normal(shape).astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
+    return export.convert_int8(model, export.normal_samples(export.input_shape(model), 7000 + index))
 
 
 def run_once(data):
@@ -370,7 +354,7 @@ def main():
     failures = []
     for index, (name, builder) in enumerate(MODELS):
         model = build(index, builder)
-        converted = [("float", convert_float(model))]
+        converted = [("float", export.convert_float(model))]
         if name in FLOAT_ONLY:
             print(f"{name}_int8: not written: {FLOAT_ONLY[name]}")
         else:

@@ -13,6 +13,7 @@ writes NAME_float.tflite and NAME_int8.tflite (full-integer, int8 input and outp
 """
 
 import os
+import sys
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -22,13 +23,14 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tf_keras  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # models/tflite_export.py
+import tflite_export as export  # noqa: E402
 
 keras = tf.keras
 layers = keras.layers
 assert keras.layers.Conv1D is tf_keras.layers.Conv1D, "tf.keras is not Keras 2 (tf_keras)"
 
 OUT_DIR = os.path.dirname(os.path.abspath(__file__))
-REPRESENTATIVE_SAMPLES = 100
 
 
 def causal_gap(batch_size=1):
@@ -83,35 +85,15 @@ def build(index, builder):
     return model
 
 
-def convert_float(model):
-    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
-
-
 def convert_int8(model, index):
-    shape = tuple(1 if d is None else d for d in model.inputs[0].shape)
-
-    def representative_dataset():
-        rng = np.random.default_rng(12000 + index)
-        for _ in range(REPRESENTATIVE_SAMPLES):
-            yield [rng.standard_normal(shape).astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
+    return export.convert_int8(model, export.normal_samples(export.input_shape(model), 12000 + index))
 
 
 def main():
     for index, (name, builder) in enumerate(MODELS):
         model = build(index, builder)
-        for kind, data in (("float", convert_float(model)), ("int8", convert_int8(model, index))):
-            path = os.path.join(OUT_DIR, f"{name}_{kind}.tflite")
-            with open(path, "wb") as f:
-                f.write(data)
-            print(f"{path}: {len(data)} bytes")
+        export.write(OUT_DIR, f"{name}_float", export.convert_float(model))
+        export.write(OUT_DIR, f"{name}_int8", convert_int8(model, index))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ scale ~0.102 and zero point -128 as in real microWakeWord models.
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
@@ -34,9 +35,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # models/tflite_export.py
+import tflite_export as export  # noqa: E402
 
 OUT_DIR = os.path.dirname(os.path.abspath(__file__))
-REPRESENTATIVE_SAMPLES = 100
+
 SEED = 7000
 
 WINDOW = 204  # input frames (10 ms each)
@@ -109,39 +112,18 @@ def build(batch_size=1):
 
 def representative_dataset():
     rng = np.random.default_rng(SEED + 2)
-    for _ in range(REPRESENTATIVE_SAMPLES):
+    for _ in range(export.REPRESENTATIVE_SAMPLES):
         sample = rng.uniform(0.0, 26.0, size=(1, WINDOW, FEATURES)).astype(np.float32)
         sample[0, 0, 0] = 0.0
         sample[0, 0, 1] = 26.0
         yield [sample]
 
 
-def convert_float(model):
-    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
-
-
-def convert_int8(model, output_type):
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = output_type
-    return converter.convert()
-
-
 def main():
     model = build(1)
-    outputs = [
-        ("mixednet_float", convert_float(model)),
-        ("mixednet_int8", convert_int8(model, tf.int8)),
-        ("mixednet_uint8out_int8", convert_int8(model, tf.uint8)),
-    ]
-    for name, data in outputs:
-        path = os.path.join(OUT_DIR, f"{name}.tflite")
-        with open(path, "wb") as f:
-            f.write(data)
-        print(f"{path}: {len(data)} bytes")
+    export.write(OUT_DIR, "mixednet_float", export.convert_float(model))
+    export.write(OUT_DIR, "mixednet_int8", export.convert_int8(model, representative_dataset))
+    export.write(OUT_DIR, "mixednet_uint8out_int8", export.convert_int8(model, representative_dataset, tf.uint8))
 
 
 if __name__ == "__main__":

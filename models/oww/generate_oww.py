@@ -13,6 +13,7 @@ and `oww_embedding_int8.tflite` next to this script.
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
@@ -21,10 +22,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # models/tflite_export.py
+import tflite_export as export  # noqa: E402
 
 OUT_DIR = os.path.dirname(os.path.abspath(__file__))
 FRAMES, BINS, EMBEDDING = 76, 32, 96
-REPRESENTATIVE_SAMPLES = 100
 SEED = 7600
 
 
@@ -55,32 +57,11 @@ def build():
     return model
 
 
-def convert_float(model):
-    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
-
-
-def convert_int8(model):
-    def representative_dataset():
-        rng = np.random.default_rng(SEED + 2)
-        for _ in range(REPRESENTATIVE_SAMPLES):
-            yield [rng.standard_normal((1, FRAMES, BINS, 1)).astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
-
-
 def main():
     model = build()
-    for kind, data in (("float", convert_float(model)), ("int8", convert_int8(model))):
-        path = os.path.join(OUT_DIR, f"oww_embedding_{kind}.tflite")
-        with open(path, "wb") as f:
-            f.write(data)
-        print(f"{path}: {len(data)} bytes")
+    export.write(OUT_DIR, "oww_embedding_float", export.convert_float(model))
+    export.write(OUT_DIR, "oww_embedding_int8",
+                 export.convert_int8(model, export.normal_samples((1, FRAMES, BINS, 1), SEED + 2)))
 
 
 if __name__ == "__main__":

@@ -16,17 +16,18 @@ Everything is seeded; re-running reproduces byte-identical files.
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # models/tflite_export.py
+import tflite_export as export  # noqa: E402
 
 OUT_DIR = os.path.dirname(os.path.abspath(__file__))
-REPRESENTATIVE_SAMPLES = 100
 
 
 def mlperf_ds_cnn(batch_size=1):
@@ -167,26 +168,8 @@ def build(index, builder, batch_size):
     return model
 
 
-def convert_float(model):
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    return converter.convert()
-
-
 def convert_int8(model, index):
-    shape = tuple(1 if d is None else d for d in model.inputs[0].shape)
-
-    def representative_dataset():
-        rng = np.random.default_rng(6000 + index)
-        for _ in range(REPRESENTATIVE_SAMPLES):
-            yield [rng.standard_normal(shape).astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
+    return export.convert_int8(model, export.normal_samples(export.input_shape(model), 6000 + index))
 
 
 def main():
@@ -194,12 +177,8 @@ def main():
         variants = [("", 1)] + ([("_dynbatch", None)] if name in DYNBATCH else [])
         for variant, batch_size in variants:
             model = build(index, builder, batch_size)
-            converted = (("float", convert_float(model)), ("int8", convert_int8(model, index)))
-            for kind, data in converted:
-                path = os.path.join(OUT_DIR, f"{name}{variant}_{kind}.tflite")
-                with open(path, "wb") as f:
-                    f.write(data)
-                print(f"{path}: {len(data)} bytes")
+            export.write(OUT_DIR, f"{name}{variant}_float", export.convert_float(model))
+            export.write(OUT_DIR, f"{name}{variant}_int8", convert_int8(model, index))
 
 
 if __name__ == "__main__":
