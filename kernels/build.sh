@@ -55,7 +55,7 @@ xcore_flags="$common -DTF_LITE_STATIC_MEMORY -DTF_LITE_STRIP_ERROR_STRINGS -DXCO
 -DXSTREAM_TFLM_NAMESPACE=tflite_micro"
 
 sources=("$here/ring_buffer/ring_buffer.h" "$here/ring_buffer/ring_buffer.cc" "$here/harness/host_op_resolver.h"
-         "$here/harness/npy.h" "$here/harness/tensor_bytes.h" "$here/harness/xstream_tflm_host.cc" "$here/harness/xmos_host_fixes.cc"
+         "$here/harness/npy.h" "$here/harness/tensor_bytes.h" "$here/harness/model_file.h" "$here/harness/xstream_tflm_host.cc" "$here/harness/xmos_host_fixes.cc"
          "$here/tests/ring_buffer_test.cc"
          "$here/build.sh")
 stamp=$( { cat "${sources[@]}"; echo "$host_flags|$xcore_flags|$include|$shared"; "$cxx" --version | head -1;

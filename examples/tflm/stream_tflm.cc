@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "host_op_resolver.h"  // kernels/harness: a resolver for TFLM builds without gemmlowp (xmos-ai-tools)
+#include "model_file.h"        // kernels/harness: read the .tflite, an operator's builtin code
 #include "npy.h"               // kernels/harness: read frames, write outputs
 #include "ring_buffer.h"       // kernels/ring_buffer: the RING_BUFFER kernel
 #include "tensor_bytes.h"      // kernels/harness: dtype names and byte sizes
@@ -40,25 +41,10 @@ namespace {
 constexpr size_t kDefaultArena = 256 * 1024;
 constexpr unsigned kMaxOps = 64;
 
+using xstream_harness::BuiltinCode;
 using xstream_harness::DtypeName;
+using xstream_harness::ReadFile;
 using xstream_harness::TensorBytes;
-
-bool ReadFile(const std::string& path, std::vector<uint8_t>* out) {
-  FILE* f = fopen(path.c_str(), "rb");
-  if (f == nullptr) return false;
-  uint8_t chunk[1 << 16];
-  size_t got;
-  while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) out->insert(out->end(), chunk, chunk + got);
-  fclose(f);
-  return true;
-}
-
-tflm::BuiltinOperator Code(const tflm::OperatorCode* code) {
-  // Newer converters write builtin_code; older ones only deprecated_builtin_code (int8, saturated at 127).
-  return static_cast<tflm::BuiltinOperator>(
-      code->builtin_code() > code->deprecated_builtin_code() ? code->builtin_code()
-                                                             : code->deprecated_builtin_code());
-}
 
 std::string TensorName(const tflm::SubGraph* sg, int index) {
   const tflm::Tensor* t = sg->tensors()->Get(index);
@@ -115,7 +101,7 @@ int main(int argc, char** argv) {
     if (sg->operators() == nullptr) continue;
     for (const tflm::Operator* op : *sg->operators()) {
       const tflm::OperatorCode* code = model->operator_codes()->Get(op->opcode_index());
-      const tflm::BuiltinOperator builtin = Code(code);
+      const tflm::BuiltinOperator builtin = BuiltinCode(code);
       if (builtin == tflm::BuiltinOperator_CUSTOM) {
         const std::string name = code->custom_code() != nullptr ? code->custom_code()->str() : "?";
         op_names.insert(name);

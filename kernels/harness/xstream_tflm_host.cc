@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "host_op_resolver.h"
+#include "model_file.h"
 #include "npy.h"
 #include "ring_buffer.h"
 #include "tensor_bytes.h"
@@ -61,23 +62,10 @@ namespace {
 constexpr size_t kDefaultArena = 4 << 20;
 constexpr unsigned kMaxOps = 96;
 
+using xstream_harness::BuiltinCode;
 using xstream_harness::DtypeName;
+using xstream_harness::ReadFile;
 using xstream_harness::TensorBytes;
-
-bool ReadFile(const std::string& path, std::vector<uint8_t>* out) {
-  FILE* f = fopen(path.c_str(), "rb");
-  if (f == nullptr) return false;
-  uint8_t chunk[1 << 16];
-  size_t got;
-  while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) out->insert(out->end(), chunk, chunk + got);
-  fclose(f);
-  return true;
-}
-
-int BuiltinCode(const tflm::OperatorCode* code) {
-  return code->builtin_code() > code->deprecated_builtin_code() ? code->builtin_code()
-                                                                 : code->deprecated_builtin_code();
-}
 
 struct Session {
   std::vector<uint8_t> model_data;  // the flatbuffer must outlive the interpreter
