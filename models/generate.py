@@ -19,7 +19,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
 
-import numpy as np  # noqa: E402
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
 import tflite_export as export  # noqa: E402
@@ -107,14 +106,7 @@ MODELS = [
 
 def build(index, builder, batch_size):
     keras.utils.set_random_seed(1000 + index)
-    model = builder(batch_size)
-    # Default initializers give zero biases; make them non-trivial too.
-    rng = np.random.default_rng(2000 + index)
-    for layer in model.layers:
-        for var in layer.weights:
-            if "bias" in var.path:
-                var.assign(rng.normal(0.0, 0.1, size=var.shape).astype(np.float32))
-    return model
+    return export.random_biases(builder(batch_size), 2000 + index)
 
 
 def convert_int8(model, index):

@@ -1,5 +1,5 @@
-"""The export every generator under models/ shares: Keras model -> float and full-integer int8 .tflite, written
-next to the generator. Needs TensorFlow, which xstream itself never imports (the .tflite files are committed).
+"""The export every generator under models/ shares: seeded non-trivial biases, Keras model -> float and
+full-integer int8 .tflite, written next to the generator. Needs TensorFlow, which xstream itself never imports (the .tflite files are committed).
 
 The int8 export is full-integer: Optimize.DEFAULT, TFLITE_BUILTINS_INT8, int8 input, int8 output unless asked
 otherwise, calibrated on the representative dataset given (`normal_samples`: seeded N(0, 1) inputs).
@@ -11,6 +11,16 @@ import numpy as np
 import tensorflow as tf
 
 REPRESENTATIVE_SAMPLES = 100
+
+
+def random_biases(model, seed):
+    """Default initializers give zero biases; draw every bias from N(0, 0.1), seeded, so they are non-trivial."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        for var in layer.weights:
+            if "bias" in getattr(var, "path", var.name):  # Keras 3 names a variable by its path, Keras 2 by name
+                var.assign(rng.normal(0.0, 0.1, size=var.shape).astype(np.float32))
+    return model
 
 
 def convert_float(model):

@@ -19,7 +19,6 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tf_keras  # noqa: E402
@@ -76,13 +75,7 @@ MODELS = [
 
 def build(index, builder):
     keras.utils.set_random_seed(10000 + index)
-    model = builder()
-    rng = np.random.default_rng(11000 + index)
-    for layer in model.layers:
-        for var in layer.weights:
-            if "bias" in var.name:
-                var.assign(rng.normal(0.0, 0.1, size=var.shape).astype(np.float32))
-    return model
+    return export.random_biases(builder(), 11000 + index)
 
 
 def convert_int8(model, index):

@@ -21,7 +21,6 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
 
-import numpy as np  # noqa: E402
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # models/tflite_export.py
@@ -159,13 +158,7 @@ DYNBATCH = {"mlperf_ds_cnn", "tenet", "accel_gesture", "same_conv1d_k5", "same_s
 
 def build(index, builder, batch_size):
     keras.utils.set_random_seed(4000 + index)
-    model = builder(batch_size)
-    rng = np.random.default_rng(5000 + index)
-    for layer in model.layers:
-        for var in layer.weights:
-            if "bias" in var.path:
-                var.assign(rng.normal(0.0, 0.1, size=var.shape).astype(np.float32))
-    return model
+    return export.random_biases(builder(batch_size), 5000 + index)
 
 
 def convert_int8(model, index):
