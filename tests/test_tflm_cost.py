@@ -143,17 +143,20 @@ def _set_in_place(model, value: bool):
     return model
 
 
-@pytest.mark.parametrize("name", ["causal_mean_int8", "ds_cnn_kws_int8", "tdnn_dilated_int8"])
-def test_in_place_windows_are_chosen_where_they_cost_less(name, host):
+@pytest.mark.parametrize("name,some", [("causal_mean_int8", True), ("ds_cnn_kws_int8", False),
+                                       ("tdnn_dilated_int8", True)])
+def test_in_place_windows_are_chosen_where_they_cost_less(name, some, host):
     """Each RING_BUFFER keeps its state in its window only where that lowers the planned arena: the chosen
-    stream needs no more TFLite Micro arena than all-in-place or none-in-place (measured in the harness)."""
+    stream needs no more TFLite Micro arena than all-in-place or none-in-place (measured in the harness).
+    ds_cnn's head reads its window without a flatten copy, and its planning scratch exceeds its activations:
+    in place would only add state there."""
     m = xstream.load(MODELS / f"{name}.tflite")
     chosen = xstream.convert(m)
     flags = [ring_buffer.in_place(op) for op in chosen.main.operators if op.kind == "RING_BUFFER"]
     arena = {k: smallest_arena_host(xstream.serialize(v), host) for k, v in {
         "chosen": chosen, "all": _set_in_place(xstream.convert(m), True),
         "none": _set_in_place(xstream.convert(m), False)}.items()}
-    assert any(flags)
+    assert any(flags) == some
     assert arena["chosen"] <= min(arena["all"], arena["none"]) + 64, arena  # 64: the harness's search band
     assert xstream.verify(m, chosen, runtime="tflm-host", steps=60, sequences=1).equal
 

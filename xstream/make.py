@@ -37,6 +37,12 @@ def strided_slice(x: Tensor, axis: int, begin: int, end: int, out: Tensor) -> Op
                     options={}, options_type="StridedSliceOptions")
 
 
+def gather_frames(x: Tensor, axis: int, begin: int, end: int, out: Tensor) -> Operator:
+    """out = x[..., begin:end, ...] along `axis`, as a GATHER of those indices."""
+    return Operator("GATHER", [x, const(f"{out.name}/frames", list(range(begin, end)))], [out],
+                    options={"axis": axis, "batch_dims": 0}, options_type="GatherOptions")
+
+
 def concatenation(inputs: list[Tensor], axis: int, out: Tensor) -> Operator:
     return Operator("CONCATENATION", list(inputs), [out], options={"axis": axis, "fused_activation_function": 0},
                     options_type="ConcatenationOptions")

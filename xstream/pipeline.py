@@ -5,7 +5,8 @@
     analyze     follow time, plan state (changes nothing)
     state       insert_ring_buffers (or the form's own insertion) -> share_split_buffers + the form's lowering, if any
     target      static_reshapes (xcore), drop_variable_init (tflm)
-    tidy        drop_identity_ops -> share_constants (each op and tensor costs TFLite Micro arena) ->
+    tidy        drop_identity_ops -> drop_flatten_before_fc -> gather_frames (unless the target's runtime lacks
+                GATHER) -> share_constants (each op and tensor costs TFLite Micro arena) ->
                 in_place_windows (ring-buffer form: which buffers keep their state in their window)
     names       unique_names; every pass's `ensures` and the post-conditions below are checked
 
@@ -24,13 +25,15 @@ from .ir import Model
 from .passes import Pass
 from .passes.conditions import check
 from .passes.context_reference import context_reference as context_reference_pass
+from .passes.drop_flatten_before_fc import drop_flatten_before_fc
 from .passes.drop_identity_ops import drop_identity_ops
 from .passes.drop_variable_init import drop_variable_init
 from .passes.esphome_io import esphome_io
 from .passes.fold_dilated_convs import fold_dilated_convs
 from .passes.fold_unrolled_frames import fold_unrolled_frames
-from .passes.index_operators import index_operators
+from .passes.gather_frames import gather_frames
 from .passes.in_place_windows import in_place_windows
+from .passes.index_operators import index_operators
 from .passes.insert_ring_buffers import insert_ring_buffers
 from .passes.merge_depthwise_branches import merge_depthwise_branches
 from .passes.resolve_shapes import resolve_shapes
@@ -58,13 +61,14 @@ class Target:
     allowed: tuple[str, ...]
     why: str
     passes: tuple[Pass, ...] = ()  # what its toolchain needs after the state is in place
+    avoid: tuple[Pass, ...] = ()  # tidy passes whose output its toolchain cannot take
 
 
 TARGETS = {
     "xcore": Target(forms.external.NAME, (forms.external.NAME,),
                     "XMOS xformer stops on unknown custom ops and aborts on resource variables; state is plain model "
                     "I/O, and EXPAND_DIMS (which its planner cannot prepare) becomes RESHAPE",
-                    passes=(static_reshapes,)),
+                    passes=(static_reshapes,), avoid=(drop_flatten_before_fc,)),  # xformer: FC input flat
     "tflm": Target(forms.DEFAULT, forms.NAMES, "TFLite Micro with xstream's RING_BUFFER kernel (kernels/ring_buffer); "
                    "use --state variable or circular-buffer for no custom kernel (variable: no init subgraph, TFLite "
                    "Micro starts resource variables at their zero point itself; LiteRT would start them at 0)",
@@ -76,7 +80,7 @@ TARGETS = {
                       "ESPHome's micro_wake_word registers 20 builtin ops and no custom op: state in resource "
                       "variables, EXPAND_DIMS as RESHAPE, int8 [1, stride, 40] features in, one uint8 probability "
                       "(value/255) out; OUT.json is its manifest",
-                      passes=(static_reshapes, esphome_io)),
+                      passes=(static_reshapes, esphome_io), avoid=(gather_frames,)),  # no GATHER registered
 }
 
 
@@ -100,7 +104,8 @@ def state_passes(form: forms.StateForm, preset: Target | None) -> list[Pass]:
         passes += [share_split_buffers, form.lower]
     if preset is not None:
         passes += preset.passes
-    tidy = [drop_identity_ops, share_constants]
+    tidy = [p for p in (drop_identity_ops, drop_flatten_before_fc, gather_frames, share_constants)
+            if preset is None or p not in preset.avoid]
     if form.insert is None and form.lower is None:  # RING_BUFFERs stay: each keeps its state where it costs least
         tidy.append(in_place_windows)
     return passes + tidy + [unique_names]

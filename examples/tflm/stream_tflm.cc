@@ -177,6 +177,7 @@ int main(int argc, char** argv) {
                      : ring_buffers > 0 ? "ring-buffer" : "stateless";
   size_t state_bytes = 0;
   for (size_t i = 1; i < it.inputs_size(); ++i) state_bytes += TensorBytes(it.input(i));
+  std::vector<uint8_t> next_states(state_bytes);
 
   TfLiteTensor* in = it.input(0);
   printf("model %s: form %s, %d RING_BUFFER op(s), %zu resource variable(s), %zu external state input(s) "
@@ -249,9 +250,6 @@ int main(int argc, char** argv) {
         fprintf(stderr, "Invoke failed at sequence %zu step %zu\n", s, k);
         return 2;
       }
-      for (size_t i = 1; i < it.inputs_size(); ++i) {  // external form: S <- S_next
-        memcpy(it.input(i)->data.raw, it.output(feedback[i])->data.raw, TensorBytes(it.input(i)));
-      }
       for (size_t j = 0; j < it.outputs_size(); ++j) {
         if (is_state_output[j]) continue;
         const TfLiteTensor* t = it.output(j);
@@ -272,6 +270,20 @@ int main(int argc, char** argv) {
           }
         }
         printf("\n");
+      }
+      // External form: S <- S_next, after the outputs are read and through a copy of every S_next first. The
+      // arena planner may give an output or an S_next the bytes of an S (dead once its CONCATENATION ran), so
+      // writing an S straight away can overwrite an output or an S_next not yet copied.
+      size_t at = 0;
+      for (size_t i = 1; i < it.inputs_size(); ++i) {
+        const uint8_t* p = reinterpret_cast<const uint8_t*>(it.output(feedback[i])->data.raw);
+        memcpy(next_states.data() + at, p, TensorBytes(it.input(i)));
+        at += TensorBytes(it.input(i));
+      }
+      at = 0;
+      for (size_t i = 1; i < it.inputs_size(); ++i) {
+        memcpy(it.input(i)->data.raw, next_states.data() + at, TensorBytes(it.input(i)));
+        at += TensorBytes(it.input(i));
       }
     }
   }

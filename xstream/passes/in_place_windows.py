@@ -4,8 +4,9 @@ In place, a RING_BUFFER's output is a variable tensor that is its state: TFLite 
 activation plan, so the window costs no activation memory, but it holds `n` more frames than the state alone.
 That wins where the window is live when the plan peaks (a head reading the whole window, a long dilated kernel)
 and loses where the window overlaps nothing (the plan reuses its bytes anyway). Each buffer is set the way that
-gives the smaller planned activations + state (TFLite Micro's greedy plan, report/measure.py), one at a time
-until nothing improves. Measured in the harness on the zoo and holdout int8 models (docs/TFLM_COST.md).
+gives the smaller planned activations + state (TFLite Micro's greedy plan, report/measure.py; where the
+planning scratch is larger than the activations, it sets the arena's head instead and in place only adds state),
+one at a time until nothing improves. Measured in the harness on the zoo and holdout int8 models (docs/TFLM_COST.md).
 """
 
 from __future__ import annotations
@@ -24,8 +25,19 @@ def _set(op: Operator, in_place: bool) -> None:
     op.outputs[0].is_variable = in_place
 
 
+def planning_scratch(model: Model) -> int:
+    """TFLite Micro's temporary bookkeeping while it plans (docs/TFLM_COST.md, fitted on the harness): a
+    record per tensor of every subgraph and a planner entry per planned (non-constant, non-variable) one."""
+    tensors = {t for sg in model.subgraphs for t in sg.tensors()}
+    planned = sum(1 for t in tensors if not t.is_constant and not t.is_variable)
+    return int(259 + 31.7 * len(tensors) + 40.2 * planned)
+
+
 def _cost(model: Model, buffers: list[Operator]) -> int:
-    return plan_arena(model).peak + sum(align(ring_buffer.held_bytes(op)) for op in buffers)
+    """The arena beyond what no choice changes: the activations or, where larger, the planning scratch that
+    shares their room (arena ~ tail + max(head, scratch)), plus every buffer's state."""
+    return max(plan_arena(model).peak, planning_scratch(model)) + \
+        sum(align(ring_buffer.held_bytes(op)) for op in buffers)
 
 
 def _run(model: Model) -> bool:

@@ -404,14 +404,14 @@ def fill_step_costs(rows: list[StreamRow], analysed_ops: list[Operator], streami
             op = sg.producer(t) if t is not None else None
             if op is None or ring_buffer.is_ring_buffer(op):
                 return op
-            if op.type != "STRIDED_SLICE" and ops.family(op) != ops.RESHAPE:
+            if op.type not in ("STRIDED_SLICE", "GATHER") and ops.family(op) != ops.RESHAPE:
                 return None
             t = op.inputs[0]
         return None
 
     for st in plan.states:
         readers = [where[r.op] for r in st.readers if r.op in where]
-        rb = next((b for b in (buffer_of(r.op.inputs[r.slot]) for r in st.readers if r.op in kept) if b), None)
+        rb = next((b for b in (buffer_of(r.op.inputs[r.slot]) for r in st.readers) if b), None)
         if rb is None or not ring_buffer.in_place(rb) or not readers:
             continue
         row = rows[min(readers)]

@@ -1,0 +1,135 @@
+"""The tidy passes that make a stream's copies cheaper in TFLite Micro: frame slices become GATHERs
+(passes/gather_frames.py), and the flatten before a FULLY_CONNECTED goes (passes/drop_flatten_before_fc.py).
+Each is shown to change what it should, leave alone what it must, and compute the same values in LiteRT and
+TFLite Micro."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from builders import GraphBuilder
+
+import xstream
+from xstream.passes.drop_flatten_before_fc import drop_flatten_before_fc
+from xstream.passes.gather_frames import frame_run, gather_frames
+from xstream.pipeline import convert_with_plan
+from xstream.runtimes import open_runner
+
+RUNTIMES = ["litert", "tflm"]
+
+
+def _types(model) -> list[str]:
+    return [op.type for op in model.main.operators]
+
+
+def _same_outputs(a, b, runtime: str, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    x = [rng.standard_normal(t.shape).astype(np.float32) for t in a.main.inputs]
+    ra, rb = open_runner(xstream.serialize(a), runtime), open_runner(xstream.serialize(b), runtime)
+    for u, v in zip(ra(x), rb(x)):
+        assert np.array_equal(u, v)
+
+
+def _slice(g: GraphBuilder, x, begin, end, strides=None, shape=None, **masks):
+    strides = strides or [1] * len(begin)
+    if shape is None:
+        shape = [min(e if e > 0 else d + e, d) - (b if b >= 0 else d + b) for b, e, d in zip(begin, end, x.shape)]
+    return g.op("STRIDED_SLICE", [x, g.ints(begin), g.ints(end), g.ints(strides)], shape, dict(masks),
+                "StridedSliceOptions")
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("axis,begin,end", [(1, 2, 7), (1, 0, 1), (1, 6, 8), (2, 1, 3), (3, 0, 4)])
+def test_a_run_of_frames_becomes_a_gather(axis, begin, end, runtime):
+    g = GraphBuilder()
+    x = g.input((1, 8, 3, 5))
+    lo, hi = [0, 0, 0, 0], list(x.shape)
+    lo[axis], hi[axis] = begin, end
+    m = g.model(_slice(g, x, lo, hi))
+    out = gather_frames(m).model
+    assert _types(out) == ["GATHER"] and _types(m) == ["STRIDED_SLICE"]  # the input model is untouched
+    op = out.main.operators[0]
+    assert op.options["axis"] == axis and op.inputs[1].data.tolist() == list(range(begin, end))
+    _same_outputs(m, out, runtime)
+
+
+def test_negative_bounds_and_masks_are_read_as_the_runtime_does():
+    g = GraphBuilder()
+    x = g.input((1, 8, 1, 4))
+    m = g.model(_slice(g, x, [0, -3, 5, 0], [0, 0, 0, 4], shape=[1, 3, 1, 4], begin_mask=0b0101, end_mask=0b0111))
+    assert frame_run(m.main.operators[0]) == (1, 5, 8)
+    out = gather_frames(m).model
+    assert out.main.operators[0].inputs[1].data.tolist() == [5, 6, 7]
+    _same_outputs(m, out, "litert")
+
+
+@pytest.mark.parametrize("case", ["step 2", "two axes", "shrink", "int16", "int32"])
+def test_other_slices_stay(case):
+    g = GraphBuilder()
+    dtype = {"int16": "int16", "int32": "int32"}.get(case, "float32")
+    x = g.input((1, 8, 2, 4), dtype=dtype)
+    if case == "step 2":
+        y = _slice(g, x, [0, 0, 0, 0], [1, 8, 2, 4], [1, 2, 1, 1], shape=[1, 4, 2, 4])
+    elif case == "two axes":
+        y = _slice(g, x, [0, 2, 1, 0], [1, 6, 2, 4])
+    elif case == "shrink":
+        y = _slice(g, x, [0, 3, 0, 0], [1, 4, 2, 4], shape=[1, 2, 4], shrink_axis_mask=0b10)
+    else:  # TFLite Micro's GATHER copies int8 and float32 only
+        y = _slice(g, x, [0, 2, 0, 0], [1, 6, 2, 4])
+    y.dtype = dtype
+    m = g.model(y)
+    r = gather_frames(m)
+    assert not r.modified and _types(r.model) == ["STRIDED_SLICE"]
+
+
+def _flatten_head(g: GraphBuilder, x, keep_num_dims: bool = False):
+    flat = g.reshape(x, (1, int(np.prod(x.shape))))
+    y = g.fc(flat, 3)
+    g.ops[-1].options["keep_num_dims"] = keep_num_dims
+    return flat, y
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_flatten_before_a_fully_connected_goes(runtime):
+    g = GraphBuilder()
+    x = g.input((1, 6, 1, 4))
+    _, y = _flatten_head(g, g.conv(x, 3, 4, axis=1))
+    m = g.model(y)
+    out = drop_flatten_before_fc(m).model
+    assert _types(m) == ["CONV_2D", "RESHAPE", "FULLY_CONNECTED"] and _types(out) == ["CONV_2D", "FULLY_CONNECTED"]
+    assert out.main.operators[1].inputs[0] is out.main.operators[0].outputs[0]
+    _same_outputs(m, out, runtime)
+
+
+@pytest.mark.parametrize("case", ["keep_num_dims", "another reader", "an output", "not 2-D"])
+def test_a_flatten_that_is_needed_stays(case):
+    g = GraphBuilder()
+    x = g.input((1, 6, 1, 4))
+    h = g.conv(x, 3, 4, axis=1)
+    if case == "not 2-D":
+        flat = g.reshape(h, (1, 4, 4))
+        y = g.fc(flat, 3)
+        outputs = [y]
+    else:
+        flat, y = _flatten_head(g, h, keep_num_dims=case == "keep_num_dims")
+        outputs = [y]
+        if case == "another reader":
+            outputs.append(g.reduce("MEAN", flat, [1]))
+        elif case == "an output":
+            outputs.append(flat)
+    m = g.model(outputs)
+    r = drop_flatten_before_fc(m)
+    assert not r.modified and "RESHAPE" in _types(r.model)
+
+
+def test_targets_keep_what_their_toolchain_needs():
+    """ESPHome's op resolver has no GATHER; xformer wants a FULLY_CONNECTED's input flat. Without a target the
+    MixedNet's next states are GATHERs and its head reads the window unflattened."""
+    from helpers import MODELS
+    m = xstream.load(MODELS / "mww" / "mixednet_int8.tflite")
+    plain = _types(convert_with_plan(m, state="variable").model)
+    assert "GATHER" in plain and "STRIDED_SLICE" not in plain and plain.count("RESHAPE") == 1
+    esphome = _types(convert_with_plan(m, target="esphome").model)
+    assert "GATHER" not in esphome and "STRIDED_SLICE" in esphome
+    xcore = _types(convert_with_plan(m, target="xcore").model)
+    assert "GATHER" in xcore and xcore.index("RESHAPE", 1) < xcore.index("FULLY_CONNECTED")
