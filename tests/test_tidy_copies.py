@@ -133,3 +133,78 @@ def test_targets_keep_what_their_toolchain_needs():
     assert "GATHER" not in esphome and "STRIDED_SLICE" in esphome
     xcore = _types(convert_with_plan(m, target="xcore").model)
     assert "GATHER" in xcore and xcore.index("RESHAPE", 1) < xcore.index("FULLY_CONNECTED")
+
+
+# -- reshapes around per-frame ops (passes/sink_reshapes.py + drop_identity_ops) ---------------------------------
+
+def _tidy(m):
+    from xstream.passes.drop_identity_ops import drop_identity_ops
+    from xstream.passes.sink_reshapes import sink_reshapes
+    r = sink_reshapes(m)
+    return r.modified, drop_identity_ops(r.model).model
+
+
+def _conv1d_pair(g: GraphBuilder, x):
+    """Two Keras-style Conv1D outputs, each squeezed from [1, 1, T, C] to [1, T, C]."""
+    a = g.reshape(g.conv(x, 3, 4), (1, 4, 4))
+    b = g.reshape(g.conv(x, 3, 4), (1, 4, 4))
+    return a, b
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("merge", ["ADD", "CONCATENATION", "RELU"])
+def test_squeezes_and_expand_around_a_per_frame_op_go(merge, runtime):
+    g = GraphBuilder()
+    x = g.input((1, 1, 6, 3))
+    a, b = _conv1d_pair(g, x)
+    if merge == "ADD":
+        y = g.op("ADD", [a, b], (1, 4, 4), {"fused_activation_function": 0}, "AddOptions")
+    elif merge == "CONCATENATION":
+        y = g.op("CONCATENATION", [a, b], (1, 4, 8), {"axis": -1, "fused_activation_function": 0},
+                 "ConcatenationOptions")
+    else:
+        y = g.op("RELU", [a], (1, 4, 4))
+    z = g.conv(g.reshape(y, (1, 1, 4, y.shape[-1])), 3, 2)  # the next Conv1D's expand
+    m = g.model(z)
+    changed, out = _tidy(m)
+    assert changed and "RESHAPE" not in _types(out), _types(out)
+    _same_outputs(m, out, runtime)
+
+
+def test_a_shared_squeeze_goes_when_its_other_readers_expand_it_back():
+    """WaveNet: a Conv1D's squeezed output feeds the residual ADD and the next Conv1D's expand."""
+    g = GraphBuilder()
+    x = g.input((1, 1, 6, 3))
+    a, b = _conv1d_pair(g, x)
+    y = g.op("ADD", [a, b], (1, 4, 4), {"fused_activation_function": 0}, "AddOptions")
+    z = g.conv(g.reshape(a, (1, 1, 4, 4)), 3, 2)  # a's other reader: expanded back
+    m = g.model([g.reshape(y, (1, 1, 4, 4)), z])
+    changed, out = _tidy(m)
+    assert changed and _types(out).count("RESHAPE") == 1, _types(out)  # the output's, which the model names
+    _same_outputs(m, out, "litert")
+
+
+@pytest.mark.parametrize("case", ["constant over a moved axis", "concat on time", "not unit axes", "no gain"])
+def test_reshapes_that_do_not_cancel_stay(case):
+    """Each graph would lose ops if the reshapes sank, except where the result would differ (or nothing is
+    gained): time on axis 1 here, squeezed from [1, 4, 1, 4] (the unit axis inside, not leading)."""
+    g = GraphBuilder()
+    x = g.input((1, 6, 1, 3))
+    a = g.reshape(g.conv(x, 3, 4, axis=1), (1, 4, 4))
+    b = g.reshape(g.conv(x, 3, 4, axis=1), (1, 4, 4))
+    back = (1, 4, 1, 4)
+    if case == "constant over a moved axis":  # [4, 4] is (T, C) of [1, 4, 4] but (1, C) of [1, 4, 1, 4]
+        y = g.op("ADD", [a, g.const(np.arange(16, dtype=np.float32).reshape(4, 4))], (1, 4, 4),
+                 {"fused_activation_function": 0}, "AddOptions")
+    elif case == "concat on time":
+        y = g.op("CONCATENATION", [a, b], (1, 8, 4), {"axis": 1, "fused_activation_function": 0},
+                 "ConcatenationOptions")
+        back = (1, 8, 1, 4)
+    elif case == "not unit axes":
+        a2, b2 = g.reshape(a, (1, 16)), g.reshape(b, (1, 16))
+        y = g.op("ADD", [a2, b2], (1, 16), {"fused_activation_function": 0}, "AddOptions")
+    else:  # one squeeze in, and the op's result is a model output: sinking would only move the reshape
+        y = g.op("RELU", [a], (1, 4, 4))
+    m = g.model(y if case == "no gain" else g.conv(g.reshape(y, back), 3, 2, axis=1))
+    from xstream.passes.sink_reshapes import sink_reshapes
+    assert not sink_reshapes(m).modified

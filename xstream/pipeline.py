@@ -5,7 +5,7 @@
     analyze     follow time, plan state (changes nothing)
     state       insert_ring_buffers (or the form's own insertion) -> share_split_buffers + the form's lowering, if any
     target      static_reshapes (xcore), drop_variable_init (tflm)
-    tidy        drop_identity_ops -> drop_flatten_before_fc -> gather_frames (unless the target's runtime lacks
+    tidy        drop_identity_ops -> sink_reshapes -> drop_identity_ops -> drop_flatten_before_fc -> gather_frames (unless the target's runtime lacks
                 GATHER) -> share_constants (each op and tensor costs TFLite Micro arena) ->
                 in_place_windows (ring-buffer form: which buffers keep their state in their window)
     names       unique_names; every pass's `ensures` and the post-conditions below are checked
@@ -39,6 +39,7 @@ from .passes.merge_depthwise_branches import merge_depthwise_branches
 from .passes.resolve_shapes import resolve_shapes
 from .passes.share_constants import share_constants
 from .passes.share_split_buffers import share_split_buffers
+from .passes.sink_reshapes import sink_reshapes
 from .passes.static_reshapes import static_reshapes
 from .passes.unique_names import unique_names
 from .report import stream_info
@@ -104,7 +105,9 @@ def state_passes(form: forms.StateForm, preset: Target | None) -> list[Pass]:
         passes += [share_split_buffers, form.lower]
     if preset is not None:
         passes += preset.passes
-    tidy = [p for p in (drop_identity_ops, drop_flatten_before_fc, gather_frames, share_constants)
+    # drop_identity_ops twice: the crops it drops can hide a reshape from sink_reshapes, whose reshapes it then folds
+    tidy = [p for p in (drop_identity_ops, sink_reshapes, drop_identity_ops, drop_flatten_before_fc, gather_frames,
+                        share_constants)
             if preset is None or p not in preset.avoid]
     if form.insert is None and form.lower is None:  # RING_BUFFERs stay: each keeps its state where it costs least
         tidy.append(in_place_windows)

@@ -34,17 +34,24 @@ def _is_reshape(op: Operator) -> bool:
 
 
 def _collapse_reshapes(sg: Subgraph) -> bool:
-    """reshape(reshape(x)) -> RESHAPE(x) where the inner result has no other reader."""
+    """reshape(reshape(x)) -> RESHAPE(x) where the inner result has no other reader, and -> x itself where it
+    has x's shape (the inner reshape stays for its other readers)."""
     changed = False
     for op in list(sg.operators):
         if not _is_reshape(op):
             continue
         mid = op.inputs[0]
         inner = sg.producer(mid)
-        if inner is None or not _is_reshape(inner) or mid in sg.outputs or len(sg.consumers(mid)) != 1:
+        if inner is None or not _is_reshape(inner) or mid in sg.outputs:
             continue
         x, y = inner.inputs[0], op.outputs[0]
         if x.dtype != y.dtype or not same_quantization(x, y):
+            continue
+        if len(sg.consumers(mid)) != 1:
+            if tuple(x.shape) == tuple(y.shape) and not y.is_variable and y not in sg.outputs:
+                sg.replace_uses(y, x)
+                sg.operators.remove(op)
+                changed = True
             continue
         at = sg.operators.index(op)
         sg.operators[at] = make.reshape(x, y)
