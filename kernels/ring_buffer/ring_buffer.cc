@@ -26,27 +26,27 @@ namespace tflm = XSTREAM_TFLM_NAMESPACE;
 namespace xstream {
 namespace {
 
-struct OpData {
-  // Options (from the flexbuffer map {"axis": int, "frames": int}).
-  int axis;
-  int frames;
-  bool options_ok;
-  bool fill_pending;     // in place: set y to the zero point at the next Eval
-  bool in_place;         // option "in_place": y is a variable tensor and is the state (outer x frames x frame_bytes)
-  // Fixed in Prepare from the shape of x.
-  int n;                 // frames of x per invoke
-  int keep;              // frames of state: max(frames - n, 0)
-  size_t outer;          // product of the dimensions before axis
-  size_t frame_bytes;    // bytes of one frame: product of the dimensions after axis, times the element size
-  TfLiteType type;
-  int32_t zero_point;    // the state's initial value (0 for float)
+struct OpData {  // pointers first, then 32-bit fields: 80 bytes on a 64-bit host, 60 on a 32-bit MCU
   uint8_t* state;        // outer x keep x frame_bytes, oldest frame first (in place: y's data)
-  size_t state_bytes;
   // The interpreter's context, to find this op again in ResetRingBuffers(interpreter).
   const TfLiteContext* context;
   OpData* next;          // the list of live ring buffers
   const OpData* self;    // == this while listed: a check against entries whose memory was reused
+  // Options (from the flexbuffer map {"axis": int, "frames": int}).
+  int axis;
+  int frames;
+  // Fixed in Prepare from the shape of x.
+  int n;                 // frames of x per invoke
+  int keep;              // frames of state: max(frames - n, 0)
+  uint32_t outer;        // product of the dimensions before axis
+  uint32_t frame_bytes;  // bytes of one frame: product of the dimensions after axis, times the element size
+  uint32_t state_bytes;
+  TfLiteType type;
+  int32_t zero_point;    // the state's initial value (0 for float)
   uint32_t magic;
+  bool options_ok;
+  bool fill_pending;     // in place: set y to the zero point at the next Eval
+  bool in_place;         // option "in_place": y is a variable tensor and is the state (outer x frames x frame_bytes)
 };
 
 constexpr uint32_t kMagic = 0x52494e47u;  // "RING"
@@ -198,8 +198,10 @@ TfLiteStatus CheckAndPlan(OpData* op, const TfLiteTensor* x, const TfLiteTensor*
   }
   op->n = n;
   op->keep = op->frames > n ? op->frames - n : 0;
-  op->outer = outer;
-  op->frame_bytes = inner * element;
+  XSTREAM_ENSURE(outer * static_cast<size_t>(op->frames) * inner * element <= 0x7fffffffu,
+                 "RING_BUFFER: a window of more than 2 GB");
+  op->outer = static_cast<uint32_t>(outer);
+  op->frame_bytes = static_cast<uint32_t>(inner * element);
   op->type = x->type;
   op->zero_point = (x->type == kTfLiteFloat32 || x->type == kTfLiteFloat16 || x->type == kTfLiteFloat64)
                        ? 0 : x->params.zero_point;
@@ -224,8 +226,8 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     // y is the state. TFLite Micro allocates variable tensors after Prepare and sets them to their zero point
     // itself (at allocation and at Reset), so its address is taken at the first Eval.
     op->state = nullptr;
-    op->state_bytes = op->outer * static_cast<size_t>(op->frames) * op->frame_bytes;
-  } else if (const size_t bytes = op->outer * static_cast<size_t>(op->keep) * op->frame_bytes;
+    op->state_bytes = op->outer * static_cast<uint32_t>(op->frames) * op->frame_bytes;
+  } else if (const uint32_t bytes = op->outer * static_cast<uint32_t>(op->keep) * op->frame_bytes;
              op->state == nullptr || op->state_bytes != bytes) {
     op->state = nullptr;
     op->state_bytes = bytes;
