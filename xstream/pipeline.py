@@ -5,9 +5,10 @@
     analyze     follow time, plan state (changes nothing)
     state       insert_ring_buffers (or the form's own insertion) -> share_split_buffers + the form's lowering, if any
     target      static_reshapes (xcore), drop_variable_init (tflm)
-    tidy        drop_identity_ops -> sink_reshapes -> drop_identity_ops -> drop_flatten_before_fc -> gather_frames (unless the target's runtime lacks
-                GATHER) -> share_constants (each op and tensor costs TFLite Micro arena) ->
-                in_place_windows (ring-buffer form: which buffers keep their state in their window)
+    tidy        drop_identity_ops -> sink_reshapes -> drop_identity_ops -> drop_flatten_before_fc ->
+                gather_frames -> share_constants (each op and tensor costs TFLite Micro arena; a target drops
+                what its toolchain cannot take) -> in_place_windows (ring-buffer form: which buffers keep their
+                state in their window)
     names       unique_names; every pass's `ensures` and the post-conditions below are checked
 
 The user's model is copied once (`normalize`); every pass edits that working copy, and the plan refers to its

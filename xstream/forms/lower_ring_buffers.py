@@ -2,7 +2,7 @@
 
 Every builtin form computes exactly what docs/RING_BUFFER.md specifies:
     y = CONCATENATION(state, x) along axis; state' = STRIDED_SLICE(y, last frames - n)
-and differs only in where the state lives between invokes (a `Keeper`: resource variables, model I/O, ...).
+(the tidy pass gather_frames makes that slice a GATHER where the target takes one) and differs only in where the state lives between invokes (a `Keeper`: resource variables, model I/O, ...).
 """
 
 from __future__ import annotations

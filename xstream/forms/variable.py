@@ -82,7 +82,7 @@ def _state_buffers(model: Model) -> list[StateBuffer]:
 
 
 lower = Pass("lower_to_variables", _run, requires=("topological",), ensures=("no_ring_buffers", "topological"))
-FORM = StateForm(NAME, "builtin resource variables (VAR_HANDLE, READ_VARIABLE, CONCATENATION, STRIDED_SLICE, "
+FORM = StateForm(NAME, "builtin resource variables (VAR_HANDLE, READ_VARIABLE, CONCATENATION, GATHER, "
                        "ASSIGN_VARIABLE, zeroed by CALL_ONCE); stock LiteRT and TFLite Micro",
                  detect=lambda m: any(op.type == "VAR_HANDLE" for _, op in m.operators()),
                  state_buffers=_state_buffers, lower=lower)

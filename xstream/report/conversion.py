@@ -69,7 +69,7 @@ def _target_note(result: Conversion) -> str | None:
         return preset.why
     if result.state == forms.variable.NAME and not forms.variable.has_init(result.model):
         return (f"--state {result.state} instead of the target's default {preset.state}: builtin resource variables "
-                "(VAR_HANDLE, READ_VARIABLE, CONCATENATION, STRIDED_SLICE, ASSIGN_VARIABLE) and no init subgraph: "
+                "(VAR_HANDLE, READ_VARIABLE, CONCATENATION, GATHER, ASSIGN_VARIABLE) and no init subgraph: "
                 "TFLite Micro starts each at its zero point itself (LiteRT would start it at 0: for LiteRT convert "
                 "without --target tflm)")
     return f"--state {result.state} instead of the target's default {preset.state}: {forms.get(result.state).summary}"
