@@ -77,7 +77,8 @@ TARGETS = {
                    passes=(drop_variable_init,)),
     "litert": Target(forms.variable.NAME, (forms.variable.NAME, forms.external.NAME),
                      "stock LiteRT has no RING_BUFFER kernel and runs resource variables (a fresh interpreter starts "
-                     "a new utterance)"),
+                     "a new utterance)",
+                     avoid=(gather_frames,)),  # its default XNNPACK delegate takes STRIDED_SLICE, not GATHER
     "esphome": Target(forms.variable.NAME, (forms.variable.NAME,),
                       "ESPHome's micro_wake_word registers 20 builtin ops and no custom op: state in resource "
                       "variables, EXPAND_DIMS as RESHAPE, int8 [1, stride, 40] features in, one uint8 probability "
