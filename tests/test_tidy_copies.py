@@ -210,3 +210,42 @@ def test_reshapes_that_do_not_cancel_stay(case):
     m = g.model(y if case == "no gain" else g.conv(g.reshape(y, back), 3, 2, axis=1))
     from xstream.passes.sink_reshapes import sink_reshapes
     assert not sink_reshapes(m).modified
+
+
+# -- a head's buffer before the squeeze (passes/unsqueeze_head_windows.py) -------------------------------------
+
+def _gap_head_model(reduce: str = "MEAN", keep_dims: bool = False, axes=(1,), also_output: bool = False,
+                    hop_frames: int = 12):
+    """Keras' Conv1D + GlobalAveragePooling1D/GlobalMaxPooling1D as TF writes it: [1, T, C] -> expand -> conv
+    (time on W) -> squeeze -> reduce over time -> dense."""
+    g = GraphBuilder(seed=3)
+    x = g.input((1, hop_frames, 3))
+    h = g.conv(g.reshape(x, (1, 1, hop_frames, 3)), 3, 4)
+    s = g.reshape(h, (1, hop_frames - 2, 4))
+    r = g.reduce(reduce, s, list(axes), keep_dims=keep_dims)
+    y = g.fc(r if not keep_dims else g.reshape(r, (1, 4)), 2)
+    return g.model([y, s] if also_output else [y])
+
+
+@pytest.mark.parametrize("reduce", ["MEAN", "REDUCE_MAX"])
+@pytest.mark.parametrize("hop", [1, 2])
+@pytest.mark.parametrize("state", ["ring-buffer", "variable"])
+def test_a_global_pool_head_buffers_the_conv_output(reduce, hop, state):
+    m = _gap_head_model(reduce)
+    c = convert_with_plan(m, state=state, hop=hop).model
+    head = next(op for op in c.main.operators if op.type == reduce)
+    assert len(head.inputs[0].shape) == 4 and sorted(head.inputs[1].data.tolist()) == [1, 2]
+    assert _types(c).count("RESHAPE") == 1, _types(c)  # the input's expand alone
+    for runtime in (["tflm-host"] if state == "ring-buffer" else ["litert", "tflm"]):
+        r = xstream.verify(m, c, runtime=runtime, steps=40, sequences=2)
+        assert r.equal, (runtime, r)
+
+
+@pytest.mark.parametrize("case", ["keep_dims", "time and channels", "squeezed frames read elsewhere"])
+def test_a_head_that_needs_the_squeeze_keeps_it(case):
+    m = {"keep_dims": lambda: _gap_head_model(keep_dims=True),
+         "time and channels": lambda: _gap_head_model(axes=(1, 2)),
+         "squeezed frames read elsewhere": lambda: _gap_head_model(also_output=True)}[case]()
+    c = convert_with_plan(m, state="ring-buffer").model
+    heads = [op for op in c.main.operators if op.type == "MEAN"]
+    assert heads and all(len(op.inputs[0].shape) == 3 for op in heads)

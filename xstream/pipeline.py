@@ -3,12 +3,12 @@
     normalize   index_operators -> resolve_shapes -> fold_unrolled_frames -> fold_dilated_convs ->
                 merge_depthwise_branches
     analyze     follow time, plan state (changes nothing)
-    state       insert_ring_buffers (or the form's own insertion) -> share_split_buffers + the form's lowering, if any
+    state       insert_ring_buffers (or the form's own insertion) -> drop_identity_ops -> sink_reshapes ->
+                drop_identity_ops -> unsqueeze_head_windows -> share_split_buffers + the form's lowering, if any
     target      static_reshapes (xcore), drop_variable_init (tflm)
-    tidy        drop_identity_ops -> sink_reshapes -> drop_identity_ops -> drop_flatten_before_fc ->
-                gather_frames -> share_constants (each op and tensor costs TFLite Micro arena; a target drops
-                what its toolchain cannot take) -> in_place_windows (ring-buffer form: which buffers keep their
-                state in their window)
+    tidy        drop_identity_ops -> drop_flatten_before_fc -> gather_frames -> share_constants (each op and
+                tensor costs TFLite Micro arena; a target drops what its toolchain cannot take or gain from) ->
+                in_place_windows (ring-buffer form: which buffers keep their state in their window)
     names       unique_names; every pass's `ensures` and the post-conditions below are checked
 
 The user's model is copied once (`normalize`); every pass edits that working copy, and the plan refers to its
@@ -43,6 +43,7 @@ from .passes.share_split_buffers import share_split_buffers
 from .passes.sink_reshapes import sink_reshapes
 from .passes.static_reshapes import static_reshapes
 from .passes.unique_names import unique_names
+from .passes.unsqueeze_head_windows import unsqueeze_head_windows
 from .report import stream_info
 
 NORMALIZE: tuple[Pass, ...] = (
@@ -63,14 +64,16 @@ class Target:
     allowed: tuple[str, ...]
     why: str
     passes: tuple[Pass, ...] = ()  # what its toolchain needs after the state is in place
-    avoid: tuple[Pass, ...] = ()  # tidy passes whose output its toolchain cannot take
+    avoid: tuple[Pass, ...] = ()  # passes whose output its toolchain cannot take or does not gain from
 
 
 TARGETS = {
     "xcore": Target(forms.external.NAME, (forms.external.NAME,),
                     "XMOS xformer stops on unknown custom ops and aborts on resource variables; state is plain model "
                     "I/O, and EXPAND_DIMS (which its planner cannot prepare) becomes RESHAPE",
-                    passes=(static_reshapes,), avoid=(drop_flatten_before_fc,)),  # xformer: FC input flat
+                    # xformer wants a FULLY_CONNECTED's input flat, and folds reshapes itself (a 2-axis MEAN costs
+                    # it 8 bytes more op data than the squeeze it would save)
+                    passes=(static_reshapes,), avoid=(drop_flatten_before_fc, unsqueeze_head_windows)),
     "tflm": Target(forms.DEFAULT, forms.NAMES, "TFLite Micro with xstream's RING_BUFFER kernel (kernels/ring_buffer); "
                    "use --state variable or circular-buffer for no custom kernel (variable: no init subgraph, TFLite "
                    "Micro starts resource variables at their zero point itself; LiteRT would start them at 0)",
@@ -102,18 +105,18 @@ def resolve_target(target: str | None, state: str | None) -> tuple[str, Target |
 
 def state_passes(form: forms.StateForm, preset: Target | None) -> list[Pass]:
     """The passes after the analysis, in order (the plan-applying one first)."""
-    passes = [form.insert or insert_ring_buffers]
+    # Reshapes first: the crops drop_identity_ops drops can hide a reshape from sink_reshapes, whose reshapes it
+    # then folds; unsqueeze_head_windows then finds a head's squeeze right before its buffer.
+    passes = [form.insert or insert_ring_buffers, drop_identity_ops, sink_reshapes, drop_identity_ops,
+              unsqueeze_head_windows]
     if form.lower is not None:  # a builtin state costs more than the frames a shared buffer adds
         passes += [share_split_buffers, form.lower]
     if preset is not None:
         passes += preset.passes
-    # drop_identity_ops twice: the crops it drops can hide a reshape from sink_reshapes, whose reshapes it then folds
-    tidy = [p for p in (drop_identity_ops, sink_reshapes, drop_identity_ops, drop_flatten_before_fc, gather_frames,
-                        share_constants)
-            if preset is None or p not in preset.avoid]
+    tidy = [drop_identity_ops, drop_flatten_before_fc, gather_frames, share_constants]
     if form.insert is None and form.lower is None:  # RING_BUFFERs stay: each keeps its state where it costs least
         tidy.append(in_place_windows)
-    return passes + tidy + [unique_names]
+    return [p for p in passes + tidy if preset is None or p not in preset.avoid] + [unique_names]
 
 
 @dataclass
