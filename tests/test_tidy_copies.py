@@ -249,3 +249,46 @@ def test_a_head_that_needs_the_squeeze_keeps_it(case):
     c = convert_with_plan(m, state="ring-buffer").model
     heads = [op for op in c.main.operators if op.type == "MEAN"]
     assert heads and all(len(op.inputs[0].shape) == 3 for op in heads)
+
+
+# -- a delay line that feeds a window (passes/merge_delay_lines.py) --------------------------------------------
+
+def _delay_then_window(stride: int, dtype: str = "float32"):
+    """x [1, 2, 1, 3] -> RING_BUFFER (3 frames) -> its oldest 2 (a 1-frame delay) -> RESHAPE -> RING_BUFFER (F)
+    -> CONV_2D k3 on time (VALID, `stride`): what a stream builds for a causal model's delayed input."""
+    from types import SimpleNamespace
+    from xstream import make
+    from xstream.analysis.plan import Slide
+    from xstream.forms import ring_buffer
+    g = GraphBuilder(seed=5)
+    x = g.input((1, 2, 1, 3))
+    w1 = make.like(x, "w1", (1, 3, 1, 3))
+    d = make.like(x, "d", (1, 2, 1, 3))
+    g.ops += [ring_buffer.make_op(x, w1, 1, 3), make.gather_frames(w1, 1, 0, 2, d)]
+    e = g.reshape(d, (1, 2, 1, 3))
+    frames = 3 if stride == 2 else 4
+    w2 = make.like(x, "w2", (1, frames, 1, 3))
+    g.ops.append(ring_buffer.make_op(e, w2, 1, frames))
+    y = g.conv(w2, 3, 4, axis=1, stride=stride)
+    m = g.model(y)
+    plan = SimpleNamespace(slides=[Slide(g.ops[-1], 0, 3, stride, 1)], states=[])
+    return m, plan
+
+
+def _steps(data: bytes, xs) -> list:
+    r = open_runner(data, "tflm-host")
+    return [r([x])[0] for x in xs]
+
+
+@pytest.mark.parametrize("stride,view", [(2, False), (1, True)])
+def test_a_delay_line_joins_the_window_it_feeds(stride, view):
+    from xstream.passes.merge_delay_lines import merge_delay_lines
+    m, plan = _delay_then_window(stride)
+    before = xstream.serialize(m)
+    assert merge_delay_lines.run(m, plan)
+    kinds = [op.custom_code or op.type for op in m.main.operators]
+    assert kinds.count("RING_BUFFER") == 1 and kinds.count("GATHER") == int(view), kinds
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((1, 2, 1, 3)).astype(np.float32) for _ in range(8)]
+    for a, b in zip(_steps(before, xs), _steps(xstream.serialize(m), xs)):
+        assert np.array_equal(a, b)

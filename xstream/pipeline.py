@@ -4,7 +4,8 @@
                 merge_depthwise_branches
     analyze     follow time, plan state (changes nothing)
     state       insert_ring_buffers (or the form's own insertion) -> drop_identity_ops -> sink_reshapes ->
-                drop_identity_ops -> unsqueeze_head_windows -> share_split_buffers + the form's lowering, if any
+                drop_identity_ops -> unsqueeze_head_windows -> merge_delay_lines -> share_split_buffers + the form's
+                lowering, if any
     target      static_reshapes (xcore), drop_variable_init (tflm)
     tidy        drop_identity_ops -> drop_flatten_before_fc -> gather_frames -> share_constants (each op and
                 tensor costs TFLite Micro arena; a target drops what its toolchain cannot take or gain from) ->
@@ -36,6 +37,7 @@ from .passes.gather_frames import gather_frames
 from .passes.in_place_windows import in_place_windows
 from .passes.index_operators import index_operators
 from .passes.insert_ring_buffers import insert_ring_buffers
+from .passes.merge_delay_lines import merge_delay_lines
 from .passes.merge_depthwise_branches import merge_depthwise_branches
 from .passes.resolve_shapes import resolve_shapes
 from .passes.share_constants import share_constants
@@ -108,7 +110,7 @@ def state_passes(form: forms.StateForm, preset: Target | None) -> list[Pass]:
     # Reshapes first: the crops drop_identity_ops drops can hide a reshape from sink_reshapes, whose reshapes it
     # then folds; unsqueeze_head_windows then finds a head's squeeze right before its buffer.
     passes = [form.insert or insert_ring_buffers, drop_identity_ops, sink_reshapes, drop_identity_ops,
-              unsqueeze_head_windows]
+              unsqueeze_head_windows, merge_delay_lines]
     if form.lower is not None:  # a builtin state costs more than the frames a shared buffer adds
         passes += [share_split_buffers, form.lower]
     if preset is not None:
