@@ -257,6 +257,7 @@ def _delay_then_window(stride: int, dtype: str = "float32"):
     """x [1, 2, 1, 3] -> RING_BUFFER (3 frames) -> its oldest 2 (a 1-frame delay) -> RESHAPE -> RING_BUFFER (F)
     -> CONV_2D k3 on time (VALID, `stride`): what a stream builds for a causal model's delayed input."""
     from types import SimpleNamespace
+
     from xstream import make
     from xstream.analysis.plan import Slide
     from xstream.forms import ring_buffer
