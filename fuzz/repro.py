@@ -64,6 +64,10 @@ REPROS: dict[str, list[list[str]]] = {
         ["convert", C + "verify-different-options-of-another-op.tflite", "{OUT}", "--state", "external"],
         ["verify", C + "verify-different-options-of-another-op.tflite", "{OUT}"]],
     "verify-no-outputs": [["verify", C + "verify-no-outputs.tflite", C + "verify-no-outputs.tflite"]],
+    "convert-split-missing-inputs": [["convert", C + "convert-split-missing-inputs.tflite", "{OUT}", "--state",
+                                      "variable"]],
+    "inspect-stream-metadata-malformed": [["inspect", C + "inspect-stream-metadata-malformed.tflite"]],
+    "convert-empty-dimension": [["convert", C + "convert-empty-dimension.tflite", "{OUT}"]],
 }
 
 

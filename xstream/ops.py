@@ -216,3 +216,14 @@ def key_options(op) -> dict:
     if op.type == "CUSTOM" and op.custom_options is not None:
         out["custom_options_bytes"] = len(op.custom_options)
     return out
+
+
+_SPLIT_SLOTS = {"SPLIT": (1, 0), "SPLIT_V": (0, 2)}  # (data, axis) input slots
+
+
+def split_slots(op) -> tuple[int, int] | None:
+    """(data slot, axis slot) of a SPLIT or SPLIT_V with both inputs present; None for any other op."""
+    slots = _SPLIT_SLOTS.get(op.type)
+    if slots is None or len(op.inputs) <= max(slots) or any(op.inputs[k] is None for k in slots):
+        return None
+    return slots

@@ -749,6 +749,10 @@ def analyze(model: Model, time_axis: int | None = None, hop: int | None = None,
     on input axis `time_axis`, found by itself when None (time_axis.py)."""
     if hop is not None and hop < 1:
         raise UsageError(f"--hop {hop}: the hop must be positive (input frames per step)")
+    for t in model.main.tensors():
+        if 0 in t.shape and not t.is_constant:
+            raise UsageError(f"tensor {t.name!r} has an empty dimension (shape {list(t.shape)}): the model computes "
+                             f"nothing on it; export it with the shapes it runs with")
     a = _walk(model, time_axis)
     T = a.window
     strides = {info.stride for info in a.times.values()}

@@ -15,8 +15,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import make
-from ..ir import PADDING_VALID, Model, Operator, Quantization, Subgraph, Tensor, same_quantization
+from .. import make, ops
+from ..ir import (
+    PADDING_VALID,
+    Model,
+    Operator,
+    Quantization,
+    Subgraph,
+    Tensor,
+    same_quantization,
+)
 from . import Pass
 
 MAX_EXTRA_MACS = 0.5  # merge when the zero taps cost at most this fraction of the branches' MACs
@@ -24,8 +32,6 @@ MAX_EXTRA_MACS = 0.5  # merge when the zero taps cost at most this fraction of t
 # branches of 4 + 4 channels merged into 8 differ by 1 LSB in ~40% of windows; 8 + 8, 12 + 4, 32 + 32 never).
 MIN_INT8_CHANNELS = 8
 
-_DATA_SLOT = {"SPLIT": 1, "SPLIT_V": 0}
-_AXIS_SLOT = {"SPLIT": 0, "SPLIT_V": 2}
 _SAME_OPTIONS = ("padding", "stride_h", "stride_w", "dilation_h_factor", "dilation_w_factor", "depth_multiplier",
                  "fused_activation_function")
 
@@ -97,8 +103,11 @@ def _per_channel(q: Quantization | None, channels: int, axis: int) -> tuple[np.n
 
 
 def _merge(sg: Subgraph, split: Operator) -> bool:
-    x = split.inputs[_DATA_SLOT[split.type]]
-    if x is None or len(x.shape) != 4 or _const_axis(split.inputs[_AXIS_SLOT[split.type]], 4) != 3:
+    slots = ops.split_slots(split)
+    if slots is None:
+        return False
+    x = split.inputs[slots[0]]
+    if len(x.shape) != 4 or _const_axis(split.inputs[slots[1]], 4) != 3:
         return False
     branches = [_branch(sg, t) for t in split.outputs]
     if len(branches) < 2 or any(b is None for b in branches):
@@ -215,7 +224,7 @@ def _run(model: Model) -> bool:
     changed = False
     for sg in model.subgraphs:
         for op in list(sg.operators):
-            if op.type in _DATA_SLOT and op in sg.operators:
+            if op in sg.operators and ops.split_slots(op) is not None:
                 changed |= _merge(sg, op)
     return changed
 

@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import make
+from .. import make, ops
 from ..analysis import StreamPlan
 from ..analysis.plan import Reader, State
 from ..forms import ring_buffer
 from ..ir import Model, Operator, Subgraph
 from . import Pass
 
-_DATA_SLOT = {"SPLIT": 1, "SPLIT_V": 0}
-_AXIS_SLOT = {"SPLIT": 0, "SPLIT_V": 2}
-
 
 def _split_axis(op: Operator) -> int | None:
-    axis = op.inputs[_AXIS_SLOT[op.type]]
-    if axis is None or axis.data is None or axis.data.size != 1:
+    data, at = ops.split_slots(op)
+    axis = op.inputs[at]
+    if axis.data is None or axis.data.size != 1:
         return None
-    rank = len(op.inputs[_DATA_SLOT[op.type]].shape)
+    rank = len(op.inputs[data].shape)
     return int(np.asarray(axis.data).reshape(-1)[0]) % rank
 
 
@@ -47,7 +45,7 @@ def _buffers(sg: Subgraph, split: Operator) -> list[tuple[Operator, int, int]] |
 
 def _share(model: Model, sg: Subgraph, split: Operator, plan: StreamPlan) -> bool:
     axis_split = _split_axis(split)
-    u = split.inputs[_DATA_SLOT[split.type]]
+    u = split.inputs[ops.split_slots(split)[0]]
     found = _buffers(sg, split)
     if axis_split is None or u is None or not found or len(found) < 2:
         return False
@@ -62,7 +60,7 @@ def _share(model: Model, sg: Subgraph, split: Operator, plan: StreamPlan) -> boo
     frames = max(f for _, _, f in found)
     buffered = make.like(u, f"{u.name}/ring_buffer", make.with_axis(u.shape, axis, frames))
     sg.operators.insert(sg.index_of(split), ring_buffer.make_op(u, buffered, axis, frames))
-    split.inputs[_DATA_SLOT[split.type]] = buffered
+    split.inputs[ops.split_slots(split)[0]] = buffered
     for t in split.outputs:
         t.set_shape(make.with_axis(t.shape, axis, frames))
     for rb, _, f in found:
@@ -76,7 +74,7 @@ def _share(model: Model, sg: Subgraph, split: Operator, plan: StreamPlan) -> boo
     # The plan: one state on the split's input replaces the branches' (the contract's minimum keeps theirs).
     merged = [s for s in plan.states if s.tensor in split.outputs]
     if merged:
-        state = State(u, axis, n, frames, [Reader(split, _DATA_SLOT[split.type], frames - n)],
+        state = State(u, axis, n, frames, [Reader(split, ops.split_slots(split)[0], frames - n)],
                       frame_bytes=u.nbytes // n if n else 0)
         at = plan.states.index(merged[0])
         plan.states[at:at] = [state]
@@ -90,7 +88,7 @@ def _run(model: Model, plan: StreamPlan) -> bool:
     sg = model.main
     changed = False
     for op in list(sg.operators):
-        if op.type in _DATA_SLOT and op in sg.operators:
+        if op in sg.operators and ops.split_slots(op) is not None:
             changed |= _share(model, sg, op, plan)
     if changed:
         sg.toposort()

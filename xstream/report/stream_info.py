@@ -72,4 +72,25 @@ def read(model: Model) -> dict | None:
         info = json.loads(entry.buffer.data.decode())
     except (UnicodeDecodeError, ValueError):
         return {"unreadable": f"metadata {METADATA_NAME!r} is not JSON"}
-    return info if isinstance(info, dict) else {"unreadable": f"metadata {METADATA_NAME!r} is not a JSON object"}
+    if not isinstance(info, dict):
+        return {"unreadable": f"metadata {METADATA_NAME!r} is not a JSON object"}
+    bad = _malformed(info)
+    return {"unreadable": f"metadata {METADATA_NAME!r} has a malformed {bad!r}"} if bad else info
+
+
+_TYPES = {"contract": str, "window": int, "hop": int, "offset": int, "warmup": int, "time_axis": int,
+          "state_form": str, "state_bytes": int, "state_buffers": list}
+_BUFFER_TYPES = {"name": str, "frames": int, "bytes": int}
+
+
+def _malformed(info: dict) -> str | None:
+    """The first key whose value is not of the type `attach` writes (what readers index unchecked), or None."""
+    for key, kind in _TYPES.items():
+        if key in info and (not isinstance(info[key], kind) or isinstance(info[key], bool)):
+            return key
+    if info.get("contract") == "causal" and not isinstance(info.get("compare_step"), int):
+        return "compare_step"
+    for b in info.get("state_buffers", []):
+        if not isinstance(b, dict) or any(not isinstance(b.get(k), t) for k, t in _BUFFER_TYPES.items()):
+            return "state_buffers"
+    return None
