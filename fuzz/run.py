@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"case {case.index}: seed {case.seed}, mutation {case.mutation}, {len(case.data)} bytes")
         if args.keep:
             out = Path(args.save_dir or ".") / f"case-{args.seed}-{args.replay}.tflite"
+            out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(case.data)
             print(f"input written to {out}")
         print(json.dumps(run_case(case, workdir, timeout=args.timeout), indent=1))

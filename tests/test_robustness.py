@@ -940,3 +940,19 @@ def test_out_is_not_a_regular_file_is_refused(tmp_path):
     r = CliRunner().invoke(main, ["convert", str(zoo_model("residual_tdnn_int8")), str(fifo)])
     assert r.exit_code == 2
     assert fifo.is_fifo()
+
+
+@pytest.mark.parametrize("index,ok", [(3, True), (4, False), (-1, False)])
+def test_gather_indices_outside_their_axis_are_refused(index, ok):
+    """LiteRT refuses such a GATHER at invoke; TFLite Micro reads outside the tensor (the fuzzer found inspect
+    spending seconds on one): the reader says which index is wrong."""
+    x = _f32("x", (1, 4, 2))
+    y = _f32("y", (1, 2, 2))
+    op = Operator("GATHER", [x, _const("i", [0, index], "int32")], [y], options={"axis": 1, "batch_dims": 0},
+                  options_type="GatherOptions")
+    data = _bytes(Model(subgraphs=[Subgraph(inputs=[x], outputs=[y], operators=[op])]))
+    if ok:
+        assert xstream.load(data).main.operators[0].type == "GATHER"
+    else:
+        assert _refused(data) == (f"<bytes>: subgraph 0 operator 0 (GATHER): index {index} is outside axis 1 of "
+                                  "input tensor 0 'x' of shape [1, 4, 2]")

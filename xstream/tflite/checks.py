@@ -124,6 +124,8 @@ class _Checker:
                 writer[id(t)] = k
             if op.type == "CUSTOM" and op.custom_code == RING_BUFFER:
                 self._ring_buffer(op, op_where(k, op), label)
+            if op.type == "GATHER":
+                self._gather(op, op_where(k, op), label)
             self._options(op, op_where(k, op))
 
         def available(t: Tensor) -> bool:
@@ -162,6 +164,23 @@ class _Checker:
                 if key in _ENUMS and v not in _ENUMS[key]:
                     allowed = ", ".join(f"{name} {code}" for code, name in _ENUMS[key].items())
                     self.fail(where, f"{options_type} {key} is {v}; it must be one of {allowed}")
+
+    def _gather(self, op: Operator, where: str, label) -> None:
+        """Constant indices inside the axis they pick from: LiteRT refuses others at invoke, TFLite Micro reads
+        outside the tensor."""
+        if len(op.inputs) < 2 or op.inputs[0] is None or op.inputs[1] is None or not op.inputs[1].is_constant:
+            return
+        x, idx = op.inputs[0], op.inputs[1]
+        if idx.dtype not in ("int32", "int64") or not x.shape:
+            return
+        axis = op.options.get("axis", 0)
+        if type(axis) is not int or not -len(x.shape) <= axis < len(x.shape):
+            self.fail(where, f"axis {axis} is out of range for input {label(x)} of shape {_dims(x.shape)}")
+        size = x.shape[axis]
+        bad = [int(v) for v in idx.data.reshape(-1) if not 0 <= int(v) < size] if size > 0 else []
+        if bad:
+            self.fail(where, f"index {bad[0]} is outside axis {axis} of input {label(x)} of shape "
+                             f"{_dims(x.shape)}")
 
     def _ring_buffer(self, op: Operator, where: str, label) -> None:
         """xstream's own custom op must match docs/RING_BUFFER.md, or lowering and verify would trust garbage."""
