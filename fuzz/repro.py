@@ -68,6 +68,7 @@ REPROS: dict[str, list[list[str]]] = {
                                       "variable"]],
     "inspect-stream-metadata-malformed": [["inspect", C + "inspect-stream-metadata-malformed.tflite"]],
     "convert-empty-dimension": [["convert", C + "convert-empty-dimension.tflite", "{OUT}"]],
+    "convert-gather-output-rank": [["convert", C + "convert-gather-output-rank.tflite", "{OUT}"]],
 }
 
 

@@ -160,6 +160,7 @@ def _fork_run(case: Case, d: Path, paths: dict[str, str], timeout: float) -> tup
     nerr = os.open(d / "native.err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     pid = os.fork()
     if pid == 0:
+        os.setpgid(0, 0)  # its own group: a hang kills what it started too (the TFLite Micro harness)
         os.close(r)
         _run_in_child(case, paths, w, nout, nerr)
     os.close(w)
@@ -182,9 +183,12 @@ def _fork_run(case: Case, d: Path, paths: dict[str, str], timeout: float) -> tup
         buf += chunk
     if hung:
         try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     os.close(r)
     _, status = os.waitpid(pid, 0)
     info = {"hung": hung, "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) and not hung else None,
@@ -208,12 +212,17 @@ def _subprocess_run(case: Case, paths: dict[str, str], timeout: float) -> tuple[
         args = _fill(cmd.args, paths)
         left = deadline - time.monotonic()
         t0 = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "xstream", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=REPO, env=env, errors="replace",
+                                start_new_session=True)  # a hang kills what it started too
         try:
-            p = subprocess.run([sys.executable, "-m", "xstream", *args], capture_output=True, text=True,
-                               timeout=max(left, 0.1), cwd=REPO, env=env, errors="replace")
+            out, err = proc.communicate(timeout=max(left, 0.1))
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             info["hung"] = True
             break
+        p = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         rec = {"exit": p.returncode, "stdout": p.stdout[:4000], "stderr": p.stderr[-4000:],
                "seconds": round(time.monotonic() - t0, 3)}
         if "--json" in args and p.returncode in (0, 1, 2, 3, 4):

@@ -201,6 +201,11 @@ class _Analyzer:
         self.check_operands(op, row)
         try:
             handler(self, op, time_in)
+            for t in op.outputs:  # the declared output shape must have the axis the op puts time on
+                out = self.info(t)
+                if out is not None and not 0 <= out.axis < len(t.shape):
+                    raise self.malformed(op, f"output {t.name!r} has shape {list(t.shape)}, with no axis "
+                                             f"{out.axis} for the time axis of its input")
             self._inherit_edges(op, time_in)
         except (XstreamError, _NeedsEdges):
             raise

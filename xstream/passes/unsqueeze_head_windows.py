@@ -39,6 +39,9 @@ def _rewrite(sg: Subgraph, plan: StreamPlan, rb: Operator) -> bool:
     if squeeze is None or ops.family(squeeze) != ops.RESHAPE or not squeeze.inputs or squeeze.inputs[0] is None:
         return False
     x4 = squeeze.inputs[0]
+    q = x3.quantization
+    if q is not None and q.scale is not None and len(q.scale) > 1:
+        return False  # a per-axis quantization names an axis, which the rank change would move
     if x3 in sg.outputs or y3 in sg.outputs or sg.consumers(x3) != [rb] or x4.dtype != x3.dtype:
         return False
     t3, frames = ring_buffer.decode_options(rb)
