@@ -58,6 +58,15 @@ def split_axis(in_shape, axis: int, out_shape) -> tuple[int, int] | None:
     return None
 
 
+def same_frames(a_shape, a_axis: int, b_shape, b_axis: int) -> bool:
+    """Do two shapes hold the same frames in the same layout along their axes (one a reshape of the other that
+    keeps time: as many entries before the axis, on it and after it)?"""
+    a, b = [int(d) for d in a_shape], [int(d) for d in b_shape]
+    return a[a_axis] == b[b_axis] and int(np.prod(a[:a_axis], dtype=np.int64)) == \
+        int(np.prod(b[:b_axis], dtype=np.int64)) and int(np.prod(a[a_axis + 1:], dtype=np.int64)) == \
+        int(np.prod(b[b_axis + 1:], dtype=np.int64))
+
+
 def batch_matmul_axis(op: Operator, slot: int, axis: int) -> int | None:
     """Where BATCH_MATMUL puts axis `axis` of its input `slot`: the output axis, or None when it is contracted."""
     x, out = op.inputs[slot], op.outputs[0]

@@ -11,12 +11,11 @@ Runs on the plan's RING_BUFFERs before any lowering, so every form gets it.
 
 from __future__ import annotations
 
-import math
-
 from .. import make, ops
 from ..analysis import StreamPlan
+from ..analysis.time_axis import same_frames
 from ..forms import ring_buffer
-from ..ir import PADDING_SAME, Model, Operator, Subgraph, Tensor
+from ..ir import PADDING_SAME, Model, Operator, Subgraph
 from . import Pass
 from .gather_frames import frame_run
 
@@ -35,13 +34,6 @@ def _frames_of(op: Operator) -> tuple[int, int, int] | None:
             or len(op.inputs[1].shape) != 1:
         return None
     return axis, idx[0], idx[-1] + 1
-
-
-def _same_frames(a: Tensor, axis_a: int, b: Tensor, axis_b: int) -> bool:
-    """Do `a` and `b` hold the same frames in the same layout (b is a reshape of a keeping time)?"""
-    sa, sb = tuple(a.shape), tuple(b.shape)
-    return sa[axis_a] == sb[axis_b] and math.prod(sa[:axis_a]) == math.prod(sb[:axis_b]) \
-        and math.prod(sa[axis_a + 1:]) == math.prod(sb[axis_b + 1:])
 
 
 def _takes_longer_window(plan: StreamPlan, op: Operator, slot: int, axis: int, frames: int, extra: int) -> bool:
@@ -86,7 +78,7 @@ def _rewrite(sg: Subgraph, plan: StreamPlan, rb1: Operator) -> bool:
         t = c.outputs[0]
     a2, f2 = ring_buffer.decode_options(rb2)
     w2 = rb2.outputs[0]
-    if not _same_frames(x, a1, t, a2) or w2 in sg.outputs or x.dtype != t.dtype:
+    if not same_frames(x.shape, a1, t.shape, a2) or w2 in sg.outputs or x.dtype != t.dtype:
         return False
     longer = [(c, k) for c in sg.consumers(w2) for k, u in enumerate(c.inputs) if u is w2]
     direct = [(c, k) for c, k in longer if _takes_longer_window(plan, c, k, a2, f2, lag)]

@@ -12,12 +12,11 @@ moves after it there), before any lowering, so every form gets it.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import make, ops
 from ..analysis import StreamPlan
+from ..analysis.time_axis import same_frames
 from ..forms import ring_buffer
 from ..ir import Model, Operator, Subgraph
 from . import Pass
@@ -50,8 +49,7 @@ def _rewrite(sg: Subgraph, plan: StreamPlan, rb: Operator) -> bool:
         return False  # not a squeeze
     # Time on x4: the axis with the same frames laid out the same way (the analysis' axis where it knows x4; with
     # one frame per step any such unit axis holds the same bytes, the last one is Keras' [1, 1, T, C]).
-    fits = [t for t in range(len(s4)) if s4[t] == s3[t3] and math.prod(s4[:t]) == math.prod(s3[:t3])
-            and math.prod(s4[t + 1:]) == math.prod(s3[t3 + 1:])]
+    fits = [t for t in range(len(s4)) if same_frames(s4, t, s3, t3)]
     info = plan.times.get(x4)
     t4 = info.axis if info is not None and info.axis in fits else fits[-1] if fits else None
     if t4 is None:
