@@ -186,7 +186,8 @@ def test_a_shared_squeeze_goes_when_its_other_readers_expand_it_back():
     _same_outputs(m, out, "litert")
 
 
-@pytest.mark.parametrize("case", ["constant over a moved axis", "concat on time", "not unit axes", "no gain"])
+@pytest.mark.parametrize("case", ["constant over a moved axis", "concat on time", "not unit axes", "no gain",
+                                  "per-axis quantized"])
 def test_reshapes_that_do_not_cancel_stay(case):
     """Each graph would lose ops if the reshapes sank, except where the result would differ (or nothing is
     gained): time on axis 1 here, squeezed from [1, 4, 1, 4] (the unit axis inside, not leading)."""
@@ -205,6 +206,11 @@ def test_reshapes_that_do_not_cancel_stay(case):
     elif case == "not unit axes":
         a2, b2 = g.reshape(a, (1, 16)), g.reshape(b, (1, 16))
         y = g.op("ADD", [a2, b2], (1, 16), {"fused_activation_function": 0}, "AddOptions")
+    elif case == "per-axis quantized":  # its quantization names axis 2, which the rank change would move
+        from xstream.ir import Quantization
+        y = g.op("ADD", [a, b], (1, 4, 4), {"fused_activation_function": 0}, "AddOptions")
+        y.quantization = Quantization(scale=np.full(4, 0.1, np.float32), zero_point=np.zeros(4, np.int64),
+                                      quantized_dimension=2)
     else:  # one squeeze in, and the op's result is a model output: sinking would only move the reshape
         y = g.op("RELU", [a], (1, 4, 4))
     m = g.model(y if case == "no gain" else g.conv(g.reshape(y, back), 3, 2, axis=1))

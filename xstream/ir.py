@@ -74,6 +74,12 @@ def same_quantization(a: Tensor, b: Tensor) -> bool:
     return a.quantization.same_as(b.quantization)
 
 
+def names_an_axis(t: Tensor) -> bool:
+    """Is `t` quantized per axis (its quantization names an axis, which a reshape or rank change would move)?"""
+    q = t.quantization
+    return q is not None and q.scale is not None and len(q.scale) > 1
+
+
 @dataclass(eq=False)
 class Tensor:
     name: str

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 
 from .. import make, ops
-from ..ir import Model, Operator, Subgraph, Tensor
+from ..ir import Model, Operator, Subgraph, Tensor, names_an_axis
 from . import Pass
 
 MAX_RANK = 4  # what TFLite Micro's broadcasting element-wise kernels take
@@ -33,11 +33,6 @@ def _squeezed(shape) -> tuple[int, ...]:
     return tuple(d for d in shape if d != 1)
 
 
-def _per_tensor(t: Tensor) -> bool:
-    q = t.quantization
-    return q is None or q.scale is None or len(q.scale) <= 1
-
-
 def _trailing_common(a, b) -> int:
     """How many trailing axes two shapes share."""
     k = 0
@@ -49,7 +44,7 @@ def _trailing_common(a, b) -> int:
 def _plan(sg: Subgraph, op: Operator):
     """(reshape of each tensor input or None for a constant, the new shape of the output) or None."""
     y = op.outputs[0] if len(op.outputs) == 1 else None
-    if y is None or y.is_variable or not _per_tensor(y):
+    if y is None or y.is_variable or names_an_axis(y):
         return None  # (a per-axis quantization names an axis, which the rank change would move)
     concat = op.type == "CONCATENATION"
     if not concat and ops.family(op) not in (ops.UNARY, ops.BINARY):

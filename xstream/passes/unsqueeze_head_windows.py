@@ -18,7 +18,7 @@ from .. import make, ops
 from ..analysis import StreamPlan
 from ..analysis.time_axis import same_frames
 from ..forms import ring_buffer
-from ..ir import Model, Operator, Subgraph
+from ..ir import Model, Operator, Subgraph, names_an_axis
 from . import Pass
 
 REDUCTIONS = ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN")
@@ -38,9 +38,8 @@ def _rewrite(sg: Subgraph, plan: StreamPlan, rb: Operator) -> bool:
     if squeeze is None or ops.family(squeeze) != ops.RESHAPE or not squeeze.inputs or squeeze.inputs[0] is None:
         return False
     x4 = squeeze.inputs[0]
-    q = x3.quantization
-    if q is not None and q.scale is not None and len(q.scale) > 1:
-        return False  # a per-axis quantization names an axis, which the rank change would move
+    if names_an_axis(x3):
+        return False  # the rank change would move the axis its quantization names
     if x3 in sg.outputs or y3 in sg.outputs or sg.consumers(x3) != [rb] or x4.dtype != x3.dtype:
         return False
     t3, frames = ring_buffer.decode_options(rb)
