@@ -46,6 +46,20 @@ def frame_run(op: Operator) -> tuple[int, int, int] | None:
     return axis, lo[axis], hi[axis]
 
 
+def copied_frames(op: Operator) -> tuple[int, int, int] | None:
+    """(axis, begin, end) of a STRIDED_SLICE (frame_run) or GATHER that copies consecutive frames, else None."""
+    if op.type == "STRIDED_SLICE":
+        return frame_run(op)
+    if op.type != "GATHER" or len(op.inputs) < 2 or op.inputs[1] is None or not op.inputs[1].is_constant:
+        return None
+    idx = [int(v) for v in op.inputs[1].data.reshape(-1)]
+    axis = op.options.get("axis", 0) % len(op.inputs[0].shape)
+    if not idx or idx != list(range(idx[0], idx[0] + len(idx))) or op.options.get("batch_dims", 0) \
+            or len(op.inputs[1].shape) != 1:
+        return None
+    return axis, idx[0], idx[-1] + 1
+
+
 def _rewrite(sg: Subgraph, op: Operator) -> bool:
     run = frame_run(op)
     x, y = op.inputs[0], op.outputs[0]

@@ -17,23 +17,9 @@ from ..analysis.time_axis import same_frames
 from ..forms import ring_buffer
 from ..ir import PADDING_SAME, Model, Operator, Subgraph
 from . import Pass
-from .gather_frames import frame_run
+from .gather_frames import copied_frames
 
 MAX_RESHAPES = 4
-
-
-def _frames_of(op: Operator) -> tuple[int, int, int] | None:
-    """(axis, begin, end) of a view that copies consecutive frames (GATHER or STRIDED_SLICE), else None."""
-    if op.type == "STRIDED_SLICE":
-        return frame_run(op)
-    if op.type != "GATHER" or len(op.inputs) < 2 or op.inputs[1] is None or not op.inputs[1].is_constant:
-        return None
-    idx = [int(v) for v in op.inputs[1].data.reshape(-1)]
-    axis = op.options.get("axis", 0) % len(op.inputs[0].shape)
-    if not idx or idx != list(range(idx[0], idx[0] + len(idx))) or op.options.get("batch_dims", 0) \
-            or len(op.inputs[1].shape) != 1:
-        return None
-    return axis, idx[0], idx[-1] + 1
 
 
 def _takes_longer_window(plan: StreamPlan, op: Operator, slot: int, axis: int, frames: int, extra: int) -> bool:
@@ -57,7 +43,7 @@ def _rewrite(sg: Subgraph, plan: StreamPlan, rb1: Operator) -> bool:
     views = sg.consumers(w1)
     if w1 in sg.outputs or len(views) != 1 or views[0].inputs[0] is not w1:
         return False
-    run = _frames_of(views[0])
+    run = copied_frames(views[0])
     if run is None or run[0] != a1 or run[2] - run[1] != n or run[2] >= f1:
         return False
     lag = f1 - run[2]
