@@ -299,3 +299,84 @@ def test_a_delay_line_joins_the_window_it_feeds(stride, view):
     xs = [rng.standard_normal((1, 2, 1, 3)).astype(np.float32) for _ in range(8)]
     for a, b in zip(_steps(before, xs), _steps(xstream.serialize(m), xs)):
         assert np.array_equal(a, b)
+
+
+# -- pointwise convs as FULLY_CONNECTED (passes/pointwise_convs_as_fc.py, --target tflm, builtin forms) -----------
+
+def _pointwise_model(dtype: str, act, time_on: str, seed: int, first=None, pointwise=None):
+    from builders import conv1d_model
+    first = first or {"kind": "conv", "kernel": 3, "filters": 8}
+    pointwise = pointwise or {"kind": "conv", "kernel": 1, "filters": 12, "act": act}
+    return conv1d_model(10, 5, [first, pointwise], head="none", dtype=dtype, seed=seed, time_on=time_on)
+
+
+def _inputs(model, rng):
+    return [rng.integers(-128, 128, t.shape).astype(np.int8) if t.dtype == "int8"
+            else rng.standard_normal(t.shape).astype(np.float32) for t in model.main.inputs]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("dtype", ["int8", "float32"])
+@pytest.mark.parametrize("act,time_on", [(None, "h"), ("relu", "w"), ("relu6", "h")])
+def test_a_pointwise_conv_becomes_a_fully_connected(dtype, act, time_on, runtime):
+    """Per-channel int8 weights included: the same values in LiteRT and in TFLite Micro (tflite-micro)."""
+    from xstream.passes.pointwise_convs_as_fc import pointwise_convs_as_fc
+    m = _pointwise_model(dtype, act, time_on, seed=3)
+    r = pointwise_convs_as_fc(m)
+    assert r.modified and _types(r.model).count("FULLY_CONNECTED") == 1 and _types(m).count("CONV_2D") == 2
+    fc = next(op for op in r.model.main.operators if op.type == "FULLY_CONNECTED")
+    conv = [op for op in m.main.operators if op.type == "CONV_2D"][-1]
+    assert fc.options["keep_num_dims"] and fc.outputs[0].shape == conv.outputs[0].shape
+    if dtype == "int8":
+        assert len(fc.inputs[1].quantization.scale) == 12  # per-channel weights, kept as they were
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        x = _inputs(m, rng)
+        a = open_runner(xstream.serialize(m), runtime)(x)[0]
+        b = open_runner(xstream.serialize(r.model), runtime)(x)[0]
+        assert len(np.unique(a)) > 10  # outputs that vary: equality says something
+        if dtype == "int8":
+            assert np.array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["kernel3", "stride2", "grouped"])
+def test_other_convs_stay_convs(case):
+    from xstream.passes.pointwise_convs_as_fc import pointwise_convs_as_fc
+    pointwise = {"kernel3": {"kind": "conv", "kernel": 3, "filters": 12},
+                 "stride2": {"kind": "conv", "kernel": 1, "stride": 2, "filters": 12},
+                 "grouped": {"kind": "conv", "kernel": 1, "filters": 12}}[case]
+    m = _pointwise_model("int8", None, "h", seed=4, pointwise=pointwise)
+    if case == "grouped":  # weights read 4 of the 8 input channels: a grouped conv, not one dot product
+        conv = m.main.operators[-1]
+        w = conv.inputs[1]
+        w.shape = (w.shape[0], 1, 1, 4)
+        w.buffer.data = bytes(np.zeros(w.shape, np.int8))
+    r = pointwise_convs_as_fc(m)
+    assert not r.modified and "FULLY_CONNECTED" not in _types(r.model)
+
+
+def test_only_tflm_builtin_forms_get_fully_connected():
+    """--target tflm in the builtin forms; the ring-buffer form (verified in the harness, whose TFLite Micro has no
+    per-channel FULLY_CONNECTED) and every other target keep the convs."""
+    from helpers import MODELS
+    m = xstream.load(MODELS / "mww" / "mixednet_int8.tflite")
+    convs = _types(m).count("CONV_2D")
+
+    def fcs(**kw):
+        return _types(convert_with_plan(m, **kw).model).count("FULLY_CONNECTED")
+    heads = fcs(state="variable")
+    assert fcs(target="tflm", state="variable") == heads + 4 == fcs(target="tflm", state="circular-buffer")
+    assert fcs(target="tflm") == heads == fcs(target="litert") == fcs(target="esphome") == fcs(target="xcore")
+    assert convs == 5
+
+
+def test_the_report_names_the_head_that_reads_the_window():
+    """With the flatten gone its FULLY_CONNECTED reads the window, and convert says so; xcore keeps the flatten."""
+    from helpers import MODELS
+
+    from xstream.report.conversion import _heads
+    m = xstream.load(MODELS / "ds_cnn_kws_int8.tflite")
+    assert _heads(convert_with_plan(m)) == ["FULLY_CONNECTED"]
+    assert _heads(convert_with_plan(m, target="xcore")) == ["RESHAPE"]

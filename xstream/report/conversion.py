@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import forms
 from ..ir import Model
+from ..passes.pointwise_convs_as_fc import per_channel_fcs
 from ..pipeline import TARGETS, Conversion
 from . import stream_info
 from .form_choice import ArenaMeter, advice, form_arenas
@@ -26,17 +27,30 @@ def conversion_report(input_path: str, output_path: str, original: Model, result
         "streamed_ops": [{"index": s.index, "op": s.op.kind, "kernel": s.kernel, "stride": s.stride,
                           "dilation": s.dilation, "frames_in": s.frames_in, "frames_out": s.frames_out}
                          for s in plan.slides],
-        "heads": [op.kind for op in plan.heads],
+        "heads": _heads(result),
         # What the emitted model keeps (each form keeps the plan's state its own way).
         "states": [{"tensor": b.name, "form": b.form, "bytes": b.bytes, "in_place": b.in_place}
                    for b in kept.states],
-        "target_note": _target_note(result),
+        "target_note": _target_note(result, original),
         "minimum_state_bytes": plan.minimum_state_bytes,
         # Planned figures (convert runs no model): RAM = activations + state, MACs per step.
         "no_gain": _point_to_context(g, plan) if g["nothing"] else None,
         "edge_effect": edge_effect,  # context streams: a quick estimate of the difference from the original
         "tflm_arena": _tflm_arena(original, result, arena_meter) if arena_meter is not None else None,
     }
+
+
+def _heads(result: Conversion) -> list[str]:
+    """The ops that read a whole window, as the emitted model has them: where the tidy passes dropped a flatten
+    head (passes/drop_flatten_before_fc.py), the FULLY_CONNECTED that now reads the window names it."""
+    live = {id(op) for _, op in result.model.operators()}
+    names = []
+    for op in result.plan.heads:
+        window = op.inputs[0] if op.inputs else None
+        readers = [] if id(op) in live or window is None else \
+            [r.kind for r in result.model.main.consumers(window) if r.type == "FULLY_CONNECTED"]
+        names += readers or [op.kind]
+    return names
 
 
 def _tflm_arena(original: Model, result: Conversion, meter: ArenaMeter) -> dict | None:
@@ -60,7 +74,7 @@ def _tflm_arena(original: Model, result: Conversion, meter: ArenaMeter) -> dict 
     return out
 
 
-def _target_note(result: Conversion) -> str | None:
+def _target_note(result: Conversion, original: Model) -> str | None:
     """What the target needs, or, when --state overrode the target's own form, what the chosen form runs on."""
     if not result.target:
         return None
@@ -68,11 +82,18 @@ def _target_note(result: Conversion) -> str | None:
     if result.state == preset.state:
         return preset.why
     if result.state == forms.variable.NAME and not forms.variable.has_init(result.model):
-        return (f"--state {result.state} instead of the target's default {preset.state}: builtin resource variables "
+        note = (f"--state {result.state} instead of the target's default {preset.state}: builtin resource variables "
                 "(VAR_HANDLE, READ_VARIABLE, CONCATENATION, GATHER, ASSIGN_VARIABLE) and no init subgraph: "
                 "TFLite Micro starts each at its zero point itself (LiteRT would start it at 0: for LiteRT convert "
                 "without --target tflm)")
-    return f"--state {result.state} instead of the target's default {preset.state}: {forms.get(result.state).summary}"
+    else:
+        note = f"--state {result.state} instead of the target's default {preset.state}: " \
+               f"{forms.get(result.state).summary}"
+    fcs = per_channel_fcs(result.model) - per_channel_fcs(original) if preset.builtin_passes else 0
+    if fcs:
+        note += (f"; {fcs} pointwise conv(s) run as FULLY_CONNECTED with per-channel weights: TFLite Micro from "
+                 "2024-09 on (tflite-micro PR 2673; older builds use the first channel's scale, without an error)")
+    return note
 
 
 def _point_to_context(g: dict, plan) -> dict:
