@@ -261,9 +261,12 @@ def make_case(run_seed: int, index: int, *, subprocess_fraction: float = 0.0, ve
             conv += ["--time-axis", str(rng.choice([0, 1, 2, 3, -1, 9]))]
         if rng.random() < 0.5:
             conv.append("--json")
+        tflm_target = rng.random() < 0.15  # its own passes (no init subgraph, 1x1 convs as FULLY_CONNECTED)
+        if tflm_target:
+            conv += ["--target", "tflm"]
         cmds.append(Command(conv, (0, 1, 2)))
         if rng.random() < verify_fraction:
-            runtime = ["--runtime", "tflm"] if rng.random() < tflm_fraction else []
+            runtime = ["--runtime", "tflm"] if tflm_target or rng.random() < tflm_fraction else []
             cmds.append(Command(["verify", "{IN}", "{OUT}", "--sequences", "1"] + runtime, (0, 1, 2, 3),
                                 requires=1))
         if rng.random() < 0.1:
