@@ -2,8 +2,8 @@
 
 On a stream a pointwise conv runs on one hop of frames, and TFLite Micro's reference CONV_2D spends most of its time
 on index arithmetic, not multiplies: on microWakeWord's MixedNet (int8, variable form) the four pointwise convs
-took 4.5 of 11.7 us per step in the harness, and as FULLY_CONNECTEDs the step is ~1 us shorter in the tflite-micro
-interpreter (docs/TFLM_COST.md). Both kernels sum the channels in the same order and requantize with the same
+took 4.5 of 14.8 us per step in the harness with a per-op profiler, and as FULLY_CONNECTEDs the step is ~1 us
+shorter in the tflite-micro interpreter (docs/TFLM_COST.md). Both kernels sum the channels in the same order and requantize with the same
 per-channel multipliers, so the values are the same (bit-exact int8, float32 identical).
 
 Only for `--target tflm` in the builtin forms: TFLite Micro before September 2024 (tflite-micro PR 2673; also
