@@ -88,7 +88,7 @@ for p in "${pids[@]}"; do wait "$p"; done
 
 link=("$shared" "-Wl,-rpath,$libdir")
 "$cxx" -o "$build/xstream_tflm_host" "$build/xstream_tflm_host.o" "$build/ring_buffer.o" "$build/xmos_host_fixes.o" \
-  "${link[@]}"
+  "${link[@]}" -ldl
 "$cxx" -o "$build/ring_buffer_test" "$build/ring_buffer_test.o" "$build/ring_buffer.o" "${link[@]}"
 echo "$stamp" > "$build/stamp"
 echo "build.sh: built $build/xstream_tflm_host and $build/ring_buffer_test" >&2

@@ -111,6 +111,27 @@ def test_harness_runs_rsqrt_now(tmp_path, harness):
     assert r.exit_code == 0, r.output
 
 
+def test_tflm_host_computes_per_channel_fully_connected_as_tflite_micro(tmp_path, harness):
+    """The harness's library predates per-channel FULLY_CONNECTED (kernels/harness/xmos_host_fixes.cc wraps it):
+    ds_cnn's per-channel head gives tflite-micro's values, and a --target tflm ring-buffer stream, whose 1x1 convs
+    are per-channel FULLY_CONNECTEDs, equals its original there."""
+    from xstream.passes.pointwise_convs_as_fc import per_channel_fcs
+    from xstream.runtimes import open_runner
+    m = xstream.load(zoo_model("ds_cnn_kws_int8"))
+    assert per_channel_fcs(m) == 1
+    data = xstream.serialize(m)
+    host, micro = open_runner(data, "tflm-host"), open_runner(data, "tflm")
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x = [rng.integers(-128, 128, t.shape).astype(np.int8) for t in m.main.inputs]
+        assert np.array_equal(host(x)[0], micro(x)[0])  # 1 LSB apart in 2 of 3 windows before the fix
+    stream = tmp_path / "tflm.tflite"
+    _convert("ds_cnn_kws_int8", stream, "--target", "tflm")
+    assert per_channel_fcs(xstream.load(stream)) == 3
+    r = _invoke("verify", zoo_model("ds_cnn_kws_int8"), stream, "--runtime", "tflm-host")
+    assert r.exit_code == 0 and "bit-exact" in r.output, r.output
+
+
 def test_internal_error_is_4_with_json(monkeypatch):
     def broken(self, op, time_in):
         raise ValueError("oops")

@@ -357,19 +357,18 @@ def test_other_convs_stay_convs(case):
     assert not r.modified and "FULLY_CONNECTED" not in _types(r.model)
 
 
-def test_only_tflm_builtin_forms_get_fully_connected():
-    """--target tflm in the builtin forms; the ring-buffer form (verified in the harness, whose TFLite Micro has no
-    per-channel FULLY_CONNECTED) and every other target keep the convs."""
+def test_only_tflm_gets_fully_connected():
+    """--target tflm, in every form; the other targets and no target keep the convs."""
     from helpers import MODELS
     m = xstream.load(MODELS / "mww" / "mixednet_int8.tflite")
-    convs = _types(m).count("CONV_2D")
+    assert _types(m).count("CONV_2D") == 5
 
     def fcs(**kw):
         return _types(convert_with_plan(m, **kw).model).count("FULLY_CONNECTED")
     heads = fcs(state="variable")
-    assert fcs(target="tflm", state="variable") == heads + 4 == fcs(target="tflm", state="circular-buffer")
-    assert fcs(target="tflm") == heads == fcs(target="litert") == fcs(target="esphome") == fcs(target="xcore")
-    assert convs == 5
+    assert fcs(target="tflm", state="variable") == heads + 4 == fcs(target="tflm", state="circular-buffer") \
+        == fcs(target="tflm")
+    assert fcs() == heads == fcs(target="litert") == fcs(target="esphome") == fcs(target="xcore")
 
 
 def test_the_report_names_the_head_that_reads_the_window():

@@ -6,7 +6,7 @@
     state       insert_ring_buffers (or the form's own insertion) -> drop_identity_ops -> sink_reshapes ->
                 drop_identity_ops -> unsqueeze_head_windows -> merge_delay_lines -> share_split_buffers + the form's
                 lowering, if any
-    target      static_reshapes (xcore), drop_variable_init (tflm); in the builtin forms pointwise_convs_as_fc (tflm)
+    target      static_reshapes (xcore), drop_variable_init and pointwise_convs_as_fc (tflm)
     tidy        drop_identity_ops -> drop_flatten_before_fc -> gather_frames -> share_constants (each op and
                 tensor costs TFLite Micro arena; a target drops what its toolchain cannot take or gain from) ->
                 in_place_windows (ring-buffer form: which buffers keep their state in their window)
@@ -68,7 +68,6 @@ class Target:
     why: str
     passes: tuple[Pass, ...] = ()  # what its toolchain needs after the state is in place
     avoid: tuple[Pass, ...] = ()  # passes whose output its toolchain cannot take or does not gain from
-    builtin_passes: tuple[Pass, ...] = ()  # its tidy passes for the builtin forms only (not verified in the harness)
 
 
 TARGETS = {
@@ -81,9 +80,8 @@ TARGETS = {
     "tflm": Target(forms.DEFAULT, forms.NAMES, "TFLite Micro with xstream's RING_BUFFER kernel (kernels/ring_buffer); "
                    "use --state variable or circular-buffer for no custom kernel (variable: no init subgraph, TFLite "
                    "Micro starts resource variables at their zero point itself; LiteRT would start them at 0)",
-                   # (pointwise convs as FULLY_CONNECTED: per-channel weights need tflite-micro from 2024-09 on; the
-                   # RING_BUFFER harness's TFLite Micro is older, so the ring-buffer form keeps its convs)
-                   passes=(drop_variable_init,), builtin_passes=(pointwise_convs_as_fc,)),
+                   # (pointwise convs as FULLY_CONNECTED: per-channel weights need TFLite Micro from 2024-09 on)
+                   passes=(drop_variable_init, pointwise_convs_as_fc)),
     "litert": Target(forms.variable.NAME, (forms.variable.NAME, forms.external.NAME),
                      "stock LiteRT has no RING_BUFFER kernel and runs resource variables (a fresh interpreter starts "
                      "a new utterance)",
@@ -122,8 +120,6 @@ def state_passes(form: forms.StateForm, preset: Target | None) -> list[Pass]:
     tidy = [drop_identity_ops, drop_flatten_before_fc, gather_frames, share_constants]
     if form.insert is None and form.lower is None:  # RING_BUFFERs stay: each keeps its state where it costs least
         tidy.append(in_place_windows)
-    elif preset is not None:
-        tidy = list(preset.builtin_passes) + tidy
     return [p for p in passes + tidy if preset is None or p not in preset.avoid] + [unique_names]
 
 

@@ -17,7 +17,6 @@ from .analysis import CAUSAL, StreamPlan, analyze, find_time_axis, frame_of
 from .errors import StreamingRefused, UsageError, XstreamError
 from .ir import Model
 from .ir import NUMPY_DTYPES
-from .passes.pointwise_convs_as_fc import per_channel_fcs
 from .pipeline import context_reference, normalize
 from .report import stream_info
 from .runtimes import KERNELS, REFERENCE_RUNTIME, RUNTIMES, open_runner, random_frames
@@ -214,10 +213,6 @@ def _verify(original: Model, streaming: Model, *, time_axis: int | None, steps: 
         raise UsageError(f"the streaming model was converted for TFLite Micro (--target tflm): its resource variables "
                          f"have no init subgraph, and {runtime} would start them at 0 instead of their zero point; "
                          "verify with --runtime tflm (or tflm-host), or convert without --target tflm for LiteRT")
-    if runtime == "tflm-host" and per_channel_fcs(streaming) > per_channel_fcs(original):
-        raise UsageError("the streaming model runs pointwise convs as FULLY_CONNECTED with per-channel weights "
-                         "(convert --target tflm), which the TFLite Micro in tflm-host (xmos-ai-tools 1.4.2) predates: "
-                         "it would use one scale; verify with --runtime tflm")
     s_in = streaming.main.inputs[0]
     o_in = original.main.inputs[0]
     source = normalize(original)

@@ -6,9 +6,9 @@ took 4.5 of 14.8 us per step in the harness with a per-op profiler, and as FULLY
 shorter in the tflite-micro interpreter (docs/TFLM_COST.md). Both kernels sum the channels in the same order and requantize with the same
 per-channel multipliers, so the values are the same (bit-exact int8, float32 identical).
 
-Only for `--target tflm` in the builtin forms: TFLite Micro before September 2024 (tflite-micro PR 2673; also
-the TFLite Micro inside xmos-ai-tools 1.4.2, which runs xstream's RING_BUFFER harness) computes a FULLY_CONNECTED
-with per-channel weights with the first channel's scale, without an error.
+Only for `--target tflm`: TFLite Micro before September 2024 (tflite-micro PR 2673) computes a FULLY_CONNECTED with
+per-channel weights with the first channel's scale, without an error, and `convert` names the TFLite Micro the
+stream needs. (xstream's harness wraps its older library's kernel: kernels/harness/xmos_host_fixes.cc.)
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ pointwise_convs_as_fc = Pass("pointwise_convs_as_fc", _run, requires=("topologic
 
 def per_channel_fcs(model: Model) -> int:
     """The FULLY_CONNECTEDs with per-channel weights in `model`: where a stream has more than its original (this
-    pass made them), `convert` names the TFLite Micro they need and `verify` keeps them off tflm-host."""
+    pass made them), `convert` names the TFLite Micro they need."""
     return sum(1 for _, op in model.operators() if op.type == "FULLY_CONNECTED" and len(op.inputs) > 1
                and op.inputs[1] is not None and op.inputs[1].quantization is not None
                and op.inputs[1].quantization.scale is not None and len(op.inputs[1].quantization.scale) > 1)

@@ -80,8 +80,8 @@ def _target_note(result: Conversion, original: Model) -> str | None:
         return None
     preset = TARGETS[result.target]
     if result.state == preset.state:
-        return preset.why
-    if result.state == forms.variable.NAME and not forms.variable.has_init(result.model):
+        note = preset.why
+    elif result.state == forms.variable.NAME and not forms.variable.has_init(result.model):
         note = (f"--state {result.state} instead of the target's default {preset.state}: builtin resource variables "
                 "(VAR_HANDLE, READ_VARIABLE, CONCATENATION, GATHER, ASSIGN_VARIABLE) and no init subgraph: "
                 "TFLite Micro starts each at its zero point itself (LiteRT would start it at 0: for LiteRT convert "
@@ -89,7 +89,7 @@ def _target_note(result: Conversion, original: Model) -> str | None:
     else:
         note = f"--state {result.state} instead of the target's default {preset.state}: " \
                f"{forms.get(result.state).summary}"
-    fcs = per_channel_fcs(result.model) - per_channel_fcs(original) if preset.builtin_passes else 0
+    fcs = per_channel_fcs(result.model) - per_channel_fcs(original)
     if fcs:
         note += (f"; {fcs} pointwise conv(s) run as FULLY_CONNECTED with per-channel weights: TFLite Micro from "
                  "2024-09 on (tflite-micro PR 2673; older builds use the first channel's scale, without an error)")
