@@ -79,7 +79,7 @@ TARGETS = {
                     passes=(static_reshapes,), avoid=(drop_flatten_before_fc, unsqueeze_head_windows)),
     "tflm": Target(forms.DEFAULT, forms.NAMES, "TFLite Micro with xstream's RING_BUFFER kernel (kernels/ring_buffer); "
                    "use --state variable or circular-buffer for no custom kernel (variable: no init subgraph, TFLite "
-                   "Micro starts resource variables at their zero point itself; LiteRT would start them at 0)",
+                   "Micro starts resource variables at their zero point itself; LiteRT does not)",
                    # (pointwise convs as FULLY_CONNECTED: per-channel weights need TFLite Micro from 2024-09 on)
                    passes=(drop_variable_init, pointwise_convs_as_fc)),
     "litert": Target(forms.variable.NAME, (forms.variable.NAME, forms.external.NAME),

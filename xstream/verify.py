@@ -211,7 +211,7 @@ def _verify(original: Model, streaming: Model, *, time_axis: int | None, steps: 
     form = forms.detect(streaming)
     if form == forms.variable.NAME and not forms.variable.has_init(streaming) and not runtime.startswith("tflm"):
         raise UsageError(f"the streaming model was converted for TFLite Micro (--target tflm): its resource variables "
-                         f"have no init subgraph, and {runtime} would start them at 0 instead of their zero point; "
+                         f"have no init subgraph, and {runtime} does not start them at their zero point; "
                          "verify with --runtime tflm (or tflm-host), or convert without --target tflm for LiteRT")
     s_in = streaming.main.inputs[0]
     o_in = original.main.inputs[0]

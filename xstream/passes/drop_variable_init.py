@@ -4,8 +4,9 @@ TFLite Micro allocates a resource variable when an ASSIGN_VARIABLE is prepared a
 taken from that tensor: the zero point of an int8 tensor, 0 otherwise (`MicroResourceVariables`; again at every
 `Reset`). That is the value the init subgraph assigns, so on TFLite Micro the subgraph, its CALL_ONCE and its
 VAR_HANDLE/ASSIGN_VARIABLE pairs only cost arena: on the MixedNet 12 ops, 13 tensors and a subgraph, 1,840 bytes
-(tflite-micro interpreter, 21,872 -> 20,032). LiteRT starts an unassigned variable at 0, not at an int8 zero
-point, so this runs for `--target tflm` only, and only where every initial value is what TFLite Micro sets.
+(tflite-micro interpreter, 21,872 -> 20,032). LiteRT does not (an unassigned variable reads as 0s under its
+XNNPACK delegate, and READ_VARIABLE fails without it), so this runs for `--target tflm` only, and only where every
+initial value is what TFLite Micro sets.
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ def _target_note(result: Conversion, original: Model) -> str | None:
     elif result.state == forms.variable.NAME and not forms.variable.has_init(result.model):
         note = (f"--state {result.state} instead of the target's default {preset.state}: builtin resource variables "
                 "(VAR_HANDLE, READ_VARIABLE, CONCATENATION, GATHER, ASSIGN_VARIABLE) and no init subgraph: "
-                "TFLite Micro starts each at its zero point itself (LiteRT would start it at 0: for LiteRT convert "
+                "TFLite Micro starts each at its zero point itself (LiteRT does not: for LiteRT convert "
                 "without --target tflm)")
     else:
         note = f"--state {result.state} instead of the target's default {preset.state}: " \
