@@ -259,7 +259,7 @@ def _manifest_fields(options: dict, target: str | None):
               help="How state is kept: " + "; ".join(f"{f.name}: {f.summary}" for f in forms.FORMS.values())
                    + f". Default: {forms.DEFAULT}.")
 @click.option("--target", type=click.Choice(list(TARGETS)), default=None,
-              help="Preset for a runtime: xcore (XMOS xformer), tflm (TFLite Micro; its builtin forms run 1x1 convs "
+              help="Preset for a runtime: xcore (XMOS xformer), tflm (TFLite Micro; 1x1 convs run "
                    "as FULLY_CONNECTED, per-channel: TFLite Micro from 2024-09 on), litert, esphome "
                    "(micro_wake_word; also writes its manifest OUT.json, tensor_arena_size = "
                    f"{esphome.ARENA_RULE}); picks --state and what else the runtime needs.")
