@@ -301,7 +301,7 @@ def test_a_delay_line_joins_the_window_it_feeds(stride, view):
         assert np.array_equal(a, b)
 
 
-# -- pointwise convs as FULLY_CONNECTED (passes/pointwise_convs_as_fc.py, --target tflm, builtin forms) -----------
+# -- pointwise convs as FULLY_CONNECTED (passes/pointwise_convs_as_fc.py, --target tflm, every form) ---------------------
 
 def _pointwise_model(dtype: str, act, time_on: str, seed: int, first=None, pointwise=None):
     from builders import conv1d_model
