@@ -20,7 +20,7 @@
 #include <unordered_map>
 
 #include "tensorflow/lite/c/common.h"
-#include "tensorflow/lite/kernels/internal/quantization_util.h"
+#include "tensorflow/lite/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/kernels/fully_connected.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/micro_context.h"
@@ -86,7 +86,7 @@ int32_t Requantize(int32_t x, int32_t multiplier, int shift) {
 
 struct PerChannel {
   int32_t* multiplier;
-  int32_t* shift;
+  int* shift;
   int channels;
 };
 
@@ -129,20 +129,19 @@ TfLiteStatus FcPrepare(TfLiteContext* context, TfLiteNode* node) {
     const int channels = q->scale != nullptr ? q->scale->size : 0;
     if (channels > 1) {
       PerChannel pc{static_cast<int32_t*>(context->AllocatePersistentBuffer(context, channels * sizeof(int32_t))),
-                    static_cast<int32_t*>(context->AllocatePersistentBuffer(context, channels * sizeof(int32_t))),
+                    static_cast<int*>(context->AllocatePersistentBuffer(context, channels * sizeof(int))),
                     channels};
-      if (pc.multiplier == nullptr || pc.shift == nullptr) {
-        result = kTfLiteError;
-      } else {
-        for (int c = 0; c < channels; ++c) {  // as PopulateConvolutionQuantizationParams
-          const double scale = static_cast<double>(input->params.scale) * static_cast<double>(q->scale->data[c]) /
-                               static_cast<double>(output->params.scale);
-          int shift = 0;
-          QuantizeMultiplier(scale, &pc.multiplier[c], &shift);
-          pc.shift[c] = shift;
-        }
-        PerChannelNodes()[node] = pc;
-      }
+      TfLiteTensor* bias = micro_context->AllocateTempInputTensor(node, 2);  // nullptr without a bias
+      const auto* params = static_cast<const TfLiteFullyConnectedParams*>(node->builtin_data);
+      int32_t multiplier = 0, activation_min = 0, activation_max = 0;
+      int shift = 0;
+      // The library's own per-channel multipliers, as its CONV_2D and TFLite Micro's FULLY_CONNECTED compute them.
+      result = pc.multiplier == nullptr || pc.shift == nullptr || params == nullptr ? kTfLiteError :
+          PopulateConvolutionQuantizationParams(context, input, filter, bias, output, params->activation,
+                                                &multiplier, &shift, &activation_min, &activation_max,
+                                                pc.multiplier, pc.shift, channels);
+      if (bias != nullptr) micro_context->DeallocateTempTfLiteTensor(bias);
+      if (result == kTfLiteOk) PerChannelNodes()[node] = pc;
     }
   }
   if (input != nullptr) micro_context->DeallocateTempTfLiteTensor(input);

@@ -13,7 +13,7 @@ stream needs. (xstream's harness wraps its older library's kernel: kernels/harne
 
 from __future__ import annotations
 
-from ..ir import Model, Operator, Subgraph, Tensor
+from ..ir import Model, Operator, Subgraph, Tensor, names_an_axis
 from . import Pass, rewrite_each
 
 _ACTIVATIONS = (0, 1, 2, 3)  # NONE, RELU, RELU_N1_TO_1, RELU6: what a FULLY_CONNECTED fuses too
@@ -33,8 +33,7 @@ def _pointwise(op: Operator) -> bool:
         return False  # a grouped conv (fewer weight channels than input channels) is not one dot product
     if b is not None and (b.dtype != btype or not b.is_constant):
         return False
-    q = w.quantization
-    if q is not None and q.scale is not None and len(q.scale) > 1 and (q.quantized_dimension or 0) != 0:
+    if names_an_axis(w) and w.quantization.quantized_dimension != 0:
         return False
     o = op.options
     return (o.get("stride_h", 1), o.get("stride_w", 1)) == (1, 1) \
@@ -67,5 +66,4 @@ def per_channel_fcs(model: Model) -> int:
     """The FULLY_CONNECTEDs with per-channel weights in `model`: where a stream has more than its original (this
     pass made them), `convert` names the TFLite Micro they need."""
     return sum(1 for _, op in model.operators() if op.type == "FULLY_CONNECTED" and len(op.inputs) > 1
-               and op.inputs[1] is not None and op.inputs[1].quantization is not None
-               and op.inputs[1].quantization.scale is not None and len(op.inputs[1].quantization.scale) > 1)
+               and op.inputs[1] is not None and names_an_axis(op.inputs[1]))
